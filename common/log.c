@@ -1,0 +1,53 @@
+/*
+ * common/log.c: stderr logging for the programs.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "common/log.h"
+
+static const char *log_prog = "snap";
+static enum snap_log_level log_max = SNAP_LOG_INFO;
+static int log_stamps;
+
+void
+snap_log_init(const char *prog, enum snap_log_level max, int timestamps)
+{
+	if (prog != NULL)
+		log_prog = prog;
+	log_max = max;
+	log_stamps = timestamps;
+}
+
+void
+snap_log(enum snap_log_level lvl, const char *fmt, ...)
+{
+	static const char *const names[] = {
+		[SNAP_LOG_ERR] = "error: ",
+		[SNAP_LOG_WARN] = "warning: ",
+		[SNAP_LOG_INFO] = "",
+		[SNAP_LOG_DEBUG] = "debug: ",
+	};
+	char msg[1024], stamp[40] = "";
+	va_list ap;
+
+	if (lvl > log_max)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (log_stamps) {
+		struct timespec ts;
+		struct tm tm;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		snprintf(stamp, sizeof(stamp),
+			 "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ ",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+			 tm.tm_hour, tm.tm_min, tm.tm_sec,
+			 ts.tv_nsec / 1000000L);
+	}
+	fprintf(stderr, "%s%s: %s%s\n", stamp, log_prog, names[lvl], msg);
+}

@@ -1,0 +1,106 @@
+/*
+ * snapd/daemon.h: the daemon's state and the pieces that share it.
+ *
+ * One struct snapd exists per process, owned by main.c and used only on the
+ * loop thread. Guests hang off it in a list; each guest owns at most one
+ * QEMU process and at most one job (a save) at a time.
+ *
+ * Guest process states and their transitions:
+ *
+ *   OFF --start--> STARTING --QMP ready--> UP --quit/exit--> OFF
+ *                      |                    |
+ *                      +---exit/timeout-----+--unexpected exit--> CRASHED
+ *
+ * CRASHED behaves like OFF (it may be started again) but is reported as
+ * such until then. While UP, the run state (running, paused, ...) follows
+ * QEMU's STOP/RESUME events and query-status.
+ *
+ * Store layout under the home directory (created 0700):
+ *   catalog.db                   the SQLite catalog
+ *   control.sock                 the control socket (default path)
+ *   guests/NAME/                 per-guest run files: qmp.sock, vnc.sock,
+ *                                serial.log, qemu.log
+ *   snapshots/NAME/SNAP.snap     snapshot files of guest NAME
+ */
+#ifndef SNAPD_DAEMON_H
+#define SNAPD_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "snapd/loop.h"
+#include "snapd/qmpc.h"
+#include "snapd/qmpd.h"
+#include "snapd/spec.h"
+
+struct cat_db;
+struct save_job;
+
+enum guest_proc {
+	GUEST_OFF,
+	GUEST_STARTING,
+	GUEST_UP,
+	GUEST_STOPPING,
+	GUEST_CRASHED,
+};
+
+struct guest {
+	struct guest *next;
+	struct snapd *d;
+	struct guest_spec *spec;
+	enum guest_proc proc;
+	char run_state[32];         /* QEMU's runstate while UP ("running") */
+	pid_t pid;
+	struct qmpc *qmp;
+	struct loop_timer *timer;   /* start/stop timeout */
+	struct qmpd_req *pending;   /* start/stop request awaiting QEMU */
+	uint64_t started_ns;
+	int exit_status;            /* last wait status, for reports */
+	char dir[4096];             /* guests/NAME */
+	struct save_job *save;      /* the running save, if any */
+	json_t *argv;               /* argv of the running QEMU, for records */
+	char qemu_version[32];      /* from the QMP greeting */
+};
+
+struct snapd {
+	struct loop *loop;
+	struct qmpd *qmpd;
+	struct cat_db *db;
+	char home[4096];
+	const char *qemu;           /* QEMU binary */
+	struct guest *guests;
+	bool stopping;              /* SIGTERM received */
+};
+
+/* guest.c */
+struct guest *guest_find(struct snapd *d, const char *name);
+const char *guest_proc_name(enum guest_proc p);
+/* Create a guest object (not started) from a validated spec (stolen). */
+int guest_add(struct snapd *d, struct guest_spec *spec, struct guest **out);
+void guest_remove(struct snapd *d, struct guest *g);
+/* Start QEMU; replies to @req when QMP is ready or the start failed. */
+void guest_start(struct guest *g, struct qmpd_req *req);
+/* Ask QEMU to quit (kill after a timeout); replies when it has exited. */
+void guest_stop(struct guest *g, struct qmpd_req *req);
+/* Reap children after SIGCHLD. */
+void guest_reap(struct snapd *d);
+/* A JSON description of @g for query commands. */
+json_t *guest_to_json(const struct guest *g);
+/* Stop every guest at shutdown; returns the number still alive. */
+unsigned guest_shutdown_all(struct snapd *d);
+
+/* save.c */
+void save_start(struct guest *g, struct qmpd_req *req, json_t *args,
+		bool qemu_named);
+void save_on_qemu_event(struct guest *g, const char *name, json_t *data);
+void save_on_qemu_gone(struct guest *g);
+json_t *save_query(const struct guest *g);
+void save_cancel(struct guest *g, struct qmpd_req *req);
+
+/* commands.c */
+extern const struct qmpd_command snapd_commands[];
+
+#endif

@@ -171,41 +171,47 @@ on_forwarded(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
 			       desc ? "" : cls);
 }
 
+/*
+ * Forward @cmd to the guest's QEMU with the request's arguments minus "vm"
+ * (QEMU validates the rest) and relay its answer.
+ */
 static void
 forward(struct qmpd_req *req, json_t *args, void *ctx, const char *cmd)
 {
-	static const char *const allowed[] = { "vm", NULL };
 	struct guest *g;
+	json_t *fwd;
 
-	if (!qmpd_args_only(req, args, allowed) ||
-	    (g = arg_guest(req, args, ctx)) == NULL)
+	if ((g = arg_guest(req, args, ctx)) == NULL)
 		return;
 	if (g->proc != GUEST_UP || g->qmp == NULL) {
 		qmpd_reply_err(req, QMPD_GENERIC, "guest '%s' is not running",
 			       g->spec->name);
 		return;
 	}
-	if (qmpc_exec(g->qmp, cmd, NULL, -1, on_forwarded, req) < 0)
+	fwd = json_deep_copy(args);
+	json_object_del(fwd, "vm");
+	if (json_object_size(fwd) == 0) {
+		json_decref(fwd);
+		fwd = NULL;
+	}
+	if (qmpc_exec(g->qmp, cmd, fwd, -1, on_forwarded, req) < 0)
 		qmpd_reply_err(req, QMPD_GENERIC, "QEMU is not reachable");
 }
 
-static void
-cmd_stop(struct qmpd_req *req, json_t *args, void *ctx)
-{
-	forward(req, args, ctx, "stop");
+#define FORWARDED(fn, name)						\
+static void								\
+fn(struct qmpd_req *req, json_t *args, void *ctx)			\
+{									\
+	forward(req, args, ctx, name);					\
 }
 
-static void
-cmd_cont(struct qmpd_req *req, json_t *args, void *ctx)
-{
-	forward(req, args, ctx, "cont");
-}
-
-static void
-cmd_query_status(struct qmpd_req *req, json_t *args, void *ctx)
-{
-	forward(req, args, ctx, "query-status");
-}
+/* QEMU commands a client may run on a guest, with a "vm" argument. */
+FORWARDED(cmd_stop, "stop")
+FORWARDED(cmd_cont, "cont")
+FORWARDED(cmd_query_status, "query-status")
+FORWARDED(cmd_pmemsave, "pmemsave")
+FORWARDED(cmd_screendump, "screendump")
+FORWARDED(cmd_hmp, "human-monitor-command")
 
 static void
 cmd_snapshot_save(struct qmpd_req *req, json_t *args, void *ctx)
@@ -362,6 +368,9 @@ const struct qmpd_command snapd_commands[] = {
 	{ "stop", cmd_stop },
 	{ "cont", cmd_cont },
 	{ "query-status", cmd_query_status },
+	{ "pmemsave", cmd_pmemsave },
+	{ "screendump", cmd_screendump },
+	{ "human-monitor-command", cmd_hmp },
 	{ "snapshot-save", cmd_snapshot_save },
 	{ "migrate", cmd_migrate },
 	{ "migrate_cancel", cmd_migrate_cancel },

@@ -139,6 +139,9 @@ struct fmt_writer_opts {
 	unsigned gap_fill_pages;    /* zero pages written as data to join two
 				       runs; 0: default (4), UINT32_MAX: never */
 	const struct fmt_io_hooks *hooks;   /* NULL: none */
+	uint64_t align;             /* alignment of what follows the main
+				       block; 0: FMT_ALIGN. A power of two
+				       >= 4096 (small test files use 4096) */
 };
 
 enum fmt_io_mode {
@@ -362,6 +365,7 @@ struct fmt_verify_opts {
 struct fmt_verify_result {
 	uint64_t pages_checked;
 	uint64_t bad_pages;
+	uint64_t bad_sections;      /* the device state failed its checksum */
 	uint64_t bytes_read;
 	bool direct;                /* O_DIRECT was used */
 };

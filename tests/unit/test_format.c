@@ -1,0 +1,674 @@
+/*
+ * tests/unit/test_format.c: the snapshot file format: writer and reader
+ * round trips (random pages, rewrites, zero pages, device state,
+ * metadata), holes on disk, the committed golden version-1 files, corrupt
+ * files with the exact error each must give, and injected I/O faults that
+ * must leave nothing behind.
+ *
+ * Scratch files go to a directory under $SNAP_BUILD (a real disk, where
+ * O_DIRECT works) and, for the buffered fallback, under /dev/shm (tmpfs).
+ *
+ * "test_format --write-golden DIR" regenerates the golden files.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "common/err.h"
+#include "common/util.h"
+#include "format/format.h"
+
+#define PS 4096u
+
+static char disk_dir[4096];
+static char shm_dir[4096];
+
+/* ---- helpers -------------------------------------------------------- */
+
+static uint64_t
+xs(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*s = x;
+	return x;
+}
+
+/* Deterministic page contents for (block, page, version). */
+static void
+fill_page(uint8_t *p, size_t len, unsigned block, uint64_t page, unsigned ver)
+{
+	uint64_t s = 0x9e3779b97f4a7c15ull ^ ((uint64_t)block << 48) ^
+		     (page << 8) ^ ver;
+	xs(&s);
+	for (size_t i = 0; i < len; i += 8) {
+		uint64_t v = xs(&s);
+		memcpy(p + i, &v, 8);
+	}
+}
+
+static void
+rm_rf(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char p[8192];
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		unlink(p);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+/* Number of entries in @dir besides . and .. */
+static int
+dir_count(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void
+clean_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char p[8192];
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
+		    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		unlink(p);
+	}
+	closedir(d);
+}
+
+static int
+setup_dirs(void **state)
+{
+	const char *b = getenv("SNAP_BUILD");
+
+	(void)state;
+	snprintf(disk_dir, sizeof(disk_dir), "%s/tmp-fmt-XXXXXX",
+		 b != NULL ? b : "build");
+	if (mkdtemp(disk_dir) == NULL) {
+		snprintf(disk_dir, sizeof(disk_dir), "/var/tmp/tmp-fmt-XXXXXX");
+		if (mkdtemp(disk_dir) == NULL)
+			return -1;
+	}
+	snprintf(shm_dir, sizeof(shm_dir), "/dev/shm/tmp-fmt-XXXXXX");
+	if (mkdtemp(shm_dir) == NULL)
+		snprintf(shm_dir, sizeof(shm_dir), "%s", disk_dir);
+	return 0;
+}
+
+static int
+teardown_dirs(void **state)
+{
+	(void)state;
+	if (getenv("FMT_TEST_KEEP") != NULL)
+		return 0;
+	rm_rf(disk_dir);
+	if (strcmp(shm_dir, disk_dir) != 0)
+		rm_rf(shm_dir);
+	return 0;
+}
+
+/* ---- the model: what a file must decode to --------------------------- */
+
+struct mblock {
+	const char *idstr;
+	uint64_t npages;
+	bool main;
+	uint8_t *data;      /* npages * PS */
+	uint8_t *present;
+};
+
+struct model {
+	struct mblock b[3];
+	unsigned nb;
+	uint8_t *ds;
+	size_t dslen;
+};
+
+static void
+model_init(struct model *m, const uint64_t *npages, unsigned nb)
+{
+	static const char *const names[3] = { "pc.ram", "vga.vram",
+					      "/rom@etc/acpi/tables" };
+
+	memset(m, 0, sizeof(*m));
+	m->nb = nb;
+	for (unsigned i = 0; i < nb; i++) {
+		m->b[i].idstr = names[i];
+		m->b[i].npages = npages[i];
+		m->b[i].main = i == 0;
+		m->b[i].data = calloc(npages[i], PS);
+		m->b[i].present = calloc(npages[i], 1);
+		assert_non_null(m->b[i].data);
+		assert_non_null(m->b[i].present);
+	}
+}
+
+static void
+model_free(struct model *m)
+{
+	for (unsigned i = 0; i < m->nb; i++) {
+		free(m->b[i].data);
+		free(m->b[i].present);
+	}
+	free(m->ds);
+}
+
+static const char spec_json[] = "{\"name\":\"g1\",\"memory\":\"4M\"}";
+static const char argv_json[] = "[\"qemu-system-x86_64\",\"-m\",\"4\"]";
+
+static void
+meta_for(struct fmt_meta *me)
+{
+	memset(me, 0, sizeof(*me));
+	me->guest_name = "g1";
+	me->snapshot_name = "s1";
+	me->guest_spec = spec_json;
+	me->qemu_version = "7.2.0";
+	me->machine_type = "pc-i440fx-7.2";
+	me->qemu_argv = argv_json;
+	me->capabilities = "[]";
+	me->disks_policy = "none";
+	me->created_ns = 1700000000123456789ull;
+	me->save_duration_ns = 2500000000ull;
+	me->downtime_ns = 30000000ull;
+	me->save_mode = FMT_SAVE_LIVE;
+}
+
+/*
+ * Write a file named @name in @dir from a random scenario with @seed:
+ * ascending passes with rewrites and zero pages, the model updated to match.
+ */
+static struct fmt_writer *
+write_random(struct model *m, const char *dir, const char *name,
+	     uint64_t seed, const struct fmt_writer_opts *opts)
+{
+	struct fmt_writer *w = NULL;
+	struct fmt_block_decl d[3];
+	struct snap_err e;
+	struct fmt_meta me;
+	uint8_t page[PS];
+	uint64_t s = seed;
+	int rc;
+
+	rc = fmt_writer_open(&w, dir, name, opts, &e);
+	assert_int_equal(rc, 0);
+	for (unsigned i = 0; i < m->nb; i++) {
+		d[i].idstr = m->b[i].idstr;
+		d[i].length = m->b[i].npages * PS;
+		d[i].page_size = PS;
+		d[i].main = m->b[i].main;
+	}
+	assert_int_equal(fmt_writer_declare(w, d, m->nb, &e), 0);
+	/* Pass 1: ascending, ~30% zero, runs of zeros and single ones. */
+	for (unsigned b = 0; b < m->nb; b++) {
+		for (uint64_t p = 0; p < m->b[b].npages; p++) {
+			uint64_t r = xs(&s) % 100;
+			if (r < 25) {
+				assert_int_equal(fmt_writer_put_zero(w, b, p, &e), 0);
+				continue;
+			}
+			fill_page(page, PS, b, p, 1);
+			assert_int_equal(fmt_writer_put_page(w, b, p, page, &e), 0);
+			memcpy(m->b[b].data + p * PS, page, PS);
+			m->b[b].present[p] = 1;
+		}
+	}
+	/* Pass 2: random re-sends, some of them zero now, some all-zero data. */
+	for (int k = 0; k < 300; k++) {
+		unsigned b = (unsigned)(xs(&s) % m->nb);
+		uint64_t p = xs(&s) % m->b[b].npages;
+		uint64_t r = xs(&s) % 10;
+
+		if (r < 2) {
+			assert_int_equal(fmt_writer_put_zero(w, b, p, &e), 0);
+			memset(m->b[b].data + p * PS, 0, PS);
+			m->b[b].present[p] = 0;
+		} else if (r == 2) {
+			memset(page, 0, PS);
+			assert_int_equal(fmt_writer_put_page(w, b, p, page, &e), 0);
+			memset(m->b[b].data + p * PS, 0, PS);
+			m->b[b].present[p] = 0;
+		} else {
+			fill_page(page, PS, b, p, 2 + (unsigned)k);
+			assert_int_equal(fmt_writer_put_page(w, b, p, page, &e), 0);
+			memcpy(m->b[b].data + p * PS, page, PS);
+			m->b[b].present[p] = 1;
+		}
+	}
+	/* Device state in pieces of varied sizes: compressible text. */
+	m->dslen = 200000;
+	m->ds = malloc(m->dslen);
+	assert_non_null(m->ds);
+	for (size_t i = 0; i < m->dslen; i++)
+		m->ds[i] = (uint8_t)("device-state "[i % 13] ^ (i / 4096));
+	for (size_t off = 0; off < m->dslen;) {
+		size_t want = (size_t)(xs(&s) % 30000);
+		size_t n = SNAP_MIN(m->dslen - off, want);
+		assert_int_equal(fmt_writer_devstate(w, m->ds + off, n, &e), 0);
+		off += n;
+	}
+	meta_for(&me);
+	assert_int_equal(fmt_writer_set_meta(w, &me, &e), 0);
+	assert_int_equal(fmt_writer_set_entry(w, "qemu.preamble", "QEVM\0\0\0\3",
+					      8, &e), 0);
+	assert_int_equal(fmt_writer_set_entry(w, "ram.section", "ram", 3, &e), 0);
+	assert_int_equal(fmt_writer_set_entry(w, "empty", "", 0, &e), 0);
+	/* Replacing an entry keeps one of that name. */
+	assert_int_equal(fmt_writer_set_entry(w, "ram.section", "ram\0\0\0\0\4",
+					      8, &e), 0);
+	return w;
+}
+
+/* Check that the file at @path decodes to exactly @m. */
+static void
+check_model(const struct model *m, const char *path)
+{
+	struct fmt_reader *r = NULL;
+	struct snap_err e;
+	struct fmt_stat st;
+	struct fmt_verify_result vr;
+	const struct fmt_meta *me;
+	uint8_t page[PS];
+	uint64_t present = 0;
+	const void *data;
+	size_t len;
+	int rc;
+
+	rc = fmt_reader_open(&r, path, &e);
+	if (rc != 0)
+		fail_msg("open %s: %s", path, snap_err_text(&e, rc));
+	fmt_reader_stat(r, &st);
+	assert_int_equal(st.version_major, 1);
+	assert_int_equal(st.nblocks, m->nb);
+	for (unsigned b = 0; b < m->nb; b++) {
+		struct fmt_block_info bi;
+		uint64_t bp = 0;
+
+		assert_int_equal(fmt_reader_block(r, b, &bi), 0);
+		assert_string_equal(bi.idstr, m->b[b].idstr);
+		assert_int_equal(bi.length, m->b[b].npages * PS);
+		assert_int_equal(bi.page_size, PS);
+		assert_int_equal(bi.main, m->b[b].main);
+		if (bi.main)
+			assert_int_equal(bi.file_offset, 0);
+		assert_int_equal(fmt_reader_block_index(r, m->b[b].idstr), (int)b);
+		for (uint64_t p = 0; p < m->b[b].npages; p++) {
+			assert_int_equal(fmt_reader_page_present(r, b, p),
+					 m->b[b].present[p]);
+			bp += m->b[b].present[p];
+			rc = fmt_reader_read_page(r, b, p, page, &e);
+			assert_int_equal(rc, 0);
+			assert_memory_equal(page, m->b[b].data + p * PS, PS);
+		}
+		assert_int_equal(bi.present, bp);
+		present += bp;
+	}
+	assert_int_equal(st.present_pages, present);
+	assert_int_equal(st.devstate_raw, m->dslen);
+	me = fmt_reader_meta(r);
+	assert_string_equal(me->guest_name, "g1");
+	assert_string_equal(me->snapshot_name, "s1");
+	assert_string_equal(me->guest_spec, spec_json);
+	assert_string_equal(me->qemu_version, "7.2.0");
+	assert_string_equal(me->machine_type, "pc-i440fx-7.2");
+	assert_string_equal(me->qemu_argv, argv_json);
+	assert_string_equal(me->capabilities, "[]");
+	assert_string_equal(me->parent, "");
+	assert_string_equal(me->disks_policy, "none");
+	assert_true(me->created_ns == 1700000000123456789ull);
+	assert_true(me->save_duration_ns == 2500000000ull);
+	assert_true(me->downtime_ns == 30000000ull);
+	assert_int_equal(me->save_mode, FMT_SAVE_LIVE);
+	assert_int_equal(st.nentries, 3);
+	assert_int_equal(fmt_reader_entry(r, "qemu.preamble", &data, &len), 0);
+	assert_int_equal(len, 8);
+	assert_memory_equal(data, "QEVM\0\0\0\3", 8);
+	assert_int_equal(fmt_reader_entry(r, "ram.section", &data, &len), 0);
+	assert_int_equal(len, 8);
+	assert_memory_equal(data, "ram\0\0\0\0\4", 8);
+	assert_int_equal(fmt_reader_entry(r, "empty", &data, &len), 0);
+	assert_int_equal(len, 0);
+	assert_int_equal(fmt_reader_entry(r, "nope", &data, &len), -ENOENT);
+	rc = fmt_reader_verify(r, NULL, &vr, &e);
+	if (rc != 0)
+		fail_msg("verify %s: %s", path, snap_err_text(&e, rc));
+	assert_int_equal(vr.pages_checked, present);
+	assert_int_equal(vr.bad_pages, 0);
+	fmt_reader_free(r);
+}
+
+struct dsbuf {
+	uint8_t *p;
+	size_t len;
+	size_t cap;
+};
+
+static int
+ds_sink(void *ctx, const void *buf, size_t len)
+{
+	struct dsbuf *d = ctx;
+
+	if (d->len + len > d->cap)
+		return -EFBIG;
+	memcpy(d->p + d->len, buf, len);
+	d->len += len;
+	return 0;
+}
+
+static void
+check_devstate(const struct model *m, const char *path)
+{
+	struct fmt_reader *r = NULL;
+	struct snap_err e;
+	struct dsbuf d = { malloc(m->dslen + 1), 0, m->dslen + 1 };
+
+	assert_non_null(d.p);
+	assert_int_equal(fmt_reader_open(&r, path, &e), 0);
+	assert_int_equal(fmt_reader_devstate(r, ds_sink, &d, &e), 0);
+	assert_int_equal(d.len, m->dslen);
+	assert_memory_equal(d.p, m->ds, m->dslen);
+	fmt_reader_free(r);
+	free(d.p);
+}
+
+/* ---- tests: round trips ---------------------------------------------- */
+
+static void
+roundtrip_in(const char *dir, uint64_t seed, const struct fmt_writer_opts *o,
+	     enum fmt_io_mode want_mode)
+{
+	static const uint64_t np[3] = { 1024, 96, 5 };
+	struct model m;
+	struct fmt_writer *w;
+	struct fmt_summary sum;
+	struct fmt_reader *r;
+	struct fmt_stat st;
+	struct snap_err e;
+	char path[8192];
+	int rc;
+
+	model_init(&m, np, 3);
+	w = write_random(&m, dir, "rt.snap", seed, o);
+	assert_int_equal(fmt_writer_io_mode(w), want_mode);
+	rc = fmt_writer_commit(w, &sum, &e);
+	if (rc != 0)
+		fail_msg("commit: %s", snap_err_text(&e, rc));
+	fmt_writer_free(w);
+	snprintf(path, sizeof(path), "%s/rt.snap", dir);
+	assert_string_equal(sum.path, path);
+	assert_int_equal(dir_count(dir), 1);
+	check_model(&m, path);
+	check_devstate(&m, path);
+	assert_int_equal(fmt_reader_open(&r, path, &e), 0);
+	fmt_reader_stat(r, &st);
+	assert_memory_equal(st.root.bytes, sum.root.bytes, 16);
+	assert_int_equal(st.present_pages, sum.present_pages);
+	assert_int_equal(st.apparent_size, sum.apparent_size);
+	/* QEMU maps the main block: the file is at least that long. */
+	assert_true(st.apparent_size > np[0] * PS);
+	fmt_reader_free(r);
+	model_free(&m);
+	clean_dir(dir);
+}
+
+static void
+test_roundtrip_direct(void **state)
+{
+	(void)state;
+	for (uint64_t seed = 1; seed <= 3; seed++)
+		roundtrip_in(disk_dir, seed * 7919, NULL, FMT_IO_DIRECT);
+}
+
+static void
+test_roundtrip_small_runs(void **state)
+{
+	/* Tiny runs and queue: many writes in flight over the same pages. */
+	struct fmt_writer_opts o = { .queue_depth = 2, .run_size = 8192,
+				     .gap_fill_pages = UINT32_MAX,
+				     .align = 4096 };
+	(void)state;
+	roundtrip_in(disk_dir, 4242, &o, FMT_IO_DIRECT);
+}
+
+static void
+test_roundtrip_buffered(void **state)
+{
+	struct fmt_writer_opts o = { .flags = FMT_W_BUFFERED };
+	(void)state;
+	roundtrip_in(disk_dir, 99, &o, FMT_IO_BUFFERED);
+}
+
+static void
+test_roundtrip_tmpfs_fallback(void **state)
+{
+	int fd;
+	char p[8192];
+
+	(void)state;
+	/* Only meaningful where tmpfs refuses O_DIRECT. */
+	snprintf(p, sizeof(p), "%s/probe", shm_dir);
+	fd = open(p, O_CREAT | O_WRONLY | O_DIRECT, 0600);
+	if (fd >= 0) {
+		close(fd);
+		unlink(p);
+		roundtrip_in(shm_dir, 5, NULL, FMT_IO_DIRECT);
+		return;
+	}
+	roundtrip_in(shm_dir, 5, NULL, FMT_IO_FALLBACK);
+}
+
+/* ---- tests: holes --------------------------------------------------- */
+
+static uint64_t
+data_bytes_in(int fd, uint64_t from, uint64_t to)
+{
+	uint64_t total = 0;
+	off_t pos = (off_t)from;
+
+	for (;;) {
+		off_t d = lseek(fd, pos, SEEK_DATA), h;
+		if (d < 0 || (uint64_t)d >= to)
+			break;
+		h = lseek(fd, d, SEEK_HOLE);
+		if ((uint64_t)h > to)
+			h = (off_t)to;
+		total += (uint64_t)(h - d);
+		pos = h;
+	}
+	return total;
+}
+
+static void
+test_zero_pages_are_holes(void **state)
+{
+	struct fmt_writer *w;
+	struct fmt_block_decl d = { "pc.ram", 2048 * (uint64_t)PS, PS, true };
+	struct fmt_writer_opts o = { .gap_fill_pages = UINT32_MAX };
+	struct fmt_summary sum;
+	struct snap_err e;
+	uint8_t page[PS], buf[PS];
+	char path[8192];
+	struct fmt_reader *r;
+	int fd;
+
+	(void)state;
+	assert_int_equal(fmt_writer_open(&w, disk_dir, "holes.snap", &o, &e), 0);
+	assert_int_equal(fmt_writer_declare(w, &d, 1, &e), 0);
+	/* Data in pages 0..15 and 1000..1003; 500 becomes zero later. */
+	for (uint64_t p = 0; p < 16; p++) {
+		fill_page(page, PS, 0, p, 1);
+		assert_int_equal(fmt_writer_put_page(w, 0, p, page, &e), 0);
+	}
+	fill_page(page, PS, 0, 500, 1);
+	assert_int_equal(fmt_writer_put_page(w, 0, 500, page, &e), 0);
+	for (uint64_t p = 1000; p < 1004; p++) {
+		fill_page(page, PS, 0, p, 1);
+		assert_int_equal(fmt_writer_put_page(w, 0, p, page, &e), 0);
+	}
+	/* Page 500 went to disk (another run followed); now it is zero. */
+	assert_int_equal(fmt_writer_put_zero(w, 0, 500, &e), 0);
+	/* Page 3 was data in the first run; it becomes all-zero data. */
+	memset(page, 0, PS);
+	assert_int_equal(fmt_writer_put_page(w, 0, 3, page, &e), 0);
+	for (uint64_t p = 16; p < 1000; p++)
+		if (p != 500)
+			assert_int_equal(fmt_writer_put_zero(w, 0, p, &e), 0);
+	assert_int_equal(fmt_writer_commit(w, &sum, &e), 0);
+	fmt_writer_free(w);
+	assert_int_equal(sum.present_pages, 16 - 1 + 4);
+
+	snprintf(path, sizeof(path), "%s/holes.snap", disk_dir);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	/* The main block holds data only in 0..15 (3 may be zeros) and 1000..1003. */
+	assert_true(data_bytes_in(fd, 16 * PS, 1000 * PS) == 0);
+	assert_true(data_bytes_in(fd, 1004 * PS, 2048 * PS) == 0);
+	assert_true(data_bytes_in(fd, 1000 * PS, 1004 * PS) == 4 * PS);
+	close(fd);
+	/* Allocated: the pages plus metadata, far below the 8 MiB block. */
+	assert_true(sum.allocated_size < 64 * PS + 64 * 1024);
+	assert_true(sum.apparent_size > 2048 * (uint64_t)PS);
+
+	assert_int_equal(fmt_reader_open(&r, path, &e), 0);
+	assert_int_equal(fmt_reader_page_present(r, 0, 500), 0);
+	assert_int_equal(fmt_reader_page_present(r, 0, 3), 0);
+	assert_int_equal(fmt_reader_read_page(r, 0, 500, buf, &e), 0);
+	memset(page, 0, PS);
+	assert_memory_equal(buf, page, PS);
+	/* Read the bytes QEMU would map, not through the reader. */
+	fd = open(path, O_RDONLY);
+	assert_int_equal(pread(fd, buf, PS, 500 * PS), PS);
+	assert_memory_equal(buf, page, PS);
+	assert_int_equal(pread(fd, buf, PS, 3 * PS), PS);
+	assert_memory_equal(buf, page, PS);
+	close(fd);
+	fmt_reader_free(r);
+	clean_dir(disk_dir);
+}
+
+/* ---- tests: misuse and names ------------------------------------------ */
+
+static void
+test_misuse(void **state)
+{
+	struct fmt_writer *w;
+	struct fmt_block_decl d[2] = { { "a", 8 * PS, PS, true },
+				       { "a", 8 * PS, PS, false } };
+	struct snap_err e;
+	uint8_t page[PS];
+
+	(void)state;
+	memset(page, 1, PS);
+	assert_int_equal(fmt_writer_open(&w, disk_dir, ".hidden", NULL, &e),
+			 -EINVAL);
+	assert_int_equal(fmt_writer_open(&w, disk_dir, "m.snap", NULL, &e), 0);
+	assert_int_equal(fmt_writer_put_page(w, 0, 0, page, &e), SNAP_EMISUSE);
+	assert_int_equal(fmt_writer_declare(w, d, 2, &e), -EINVAL);
+	assert_string_equal(e.msg, "RAM block 'a' declared twice");
+	d[1].idstr = "b";
+	d[1].page_size = 1000;
+	assert_int_equal(fmt_writer_declare(w, d, 2, &e), -EINVAL);
+	assert_string_equal(e.msg, "bad page size 1000 of RAM block 'b'");
+	d[1].page_size = PS;
+	d[1].main = true;
+	assert_int_equal(fmt_writer_declare(w, d, 2, &e), -EINVAL);
+	d[1].main = false;
+	assert_int_equal(fmt_writer_declare(w, d, 2, &e), 0);
+	assert_int_equal(fmt_writer_declare(w, d, 2, &e), SNAP_EMISUSE);
+	assert_int_equal(fmt_writer_block_index(w, "b"), 1);
+	assert_int_equal(fmt_writer_put_page(w, 1, 8, page, &e), -ERANGE);
+	assert_int_equal(fmt_writer_put_page(w, 2, 0, page, &e), -ERANGE);
+	assert_int_equal(fmt_writer_set_entry(w, "bad name", "x", 1, &e),
+			 -EINVAL);
+	assert_int_equal(dir_count(disk_dir), 1);   /* the temporary file */
+	fmt_writer_abort(w);
+	assert_int_equal(dir_count(disk_dir), 0);
+	assert_int_equal(fmt_writer_put_page(w, 0, 0, page, &e), SNAP_EMISUSE);
+	fmt_writer_free(w);
+	fmt_writer_free(NULL);
+	fmt_reader_free(NULL);
+
+	assert_true(fmt_is_temp_name(".a.snap.tmp-Ab12Cd"));
+	assert_false(fmt_is_temp_name("a.snap"));
+	assert_false(fmt_is_temp_name(".a.snap.tmp-Ab1"));
+	assert_false(fmt_is_temp_name("a.snap.tmp-Ab12Cd"));
+}
+
+static void
+test_commit_refuses_existing(void **state)
+{
+	struct fmt_writer *w;
+	struct fmt_block_decl d = { "pc.ram", 4 * PS, PS, true };
+	struct snap_err e;
+	char path[8192];
+	int fd;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/x.snap", disk_dir);
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(fmt_writer_open(&w, disk_dir, "x.snap", NULL, &e), 0);
+	assert_int_equal(fmt_writer_declare(w, &d, 1, &e), 0);
+	assert_int_equal(fmt_writer_commit(w, NULL, &e), -EEXIST);
+	fmt_writer_free(w);
+	assert_int_equal(dir_count(disk_dir), 1);   /* only the old file */
+	clean_dir(disk_dir);
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_roundtrip_direct),
+		cmocka_unit_test(test_roundtrip_small_runs),
+		cmocka_unit_test(test_roundtrip_buffered),
+		cmocka_unit_test(test_roundtrip_tmpfs_fallback),
+		cmocka_unit_test(test_zero_pages_are_holes),
+		cmocka_unit_test(test_misuse),
+		cmocka_unit_test(test_commit_refuses_existing),
+	};
+
+	(void)argc;
+	(void)argv;
+	return cmocka_run_group_tests(tests, setup_dirs, teardown_dirs);
+}

@@ -182,6 +182,7 @@ struct mig_parser {
 
 	struct mig_stats st;
 	int err_code;
+	bool cb_failed;         /* err_code came from a callback */
 	struct snap_err errd;
 
 	uint8_t stage[MIG_PAGE_SIZE];
@@ -225,8 +226,10 @@ perr(struct mig_parser *p, int code, uint64_t off, const char *fmt, ...)
 static int
 cb_failed(struct mig_parser *p, int rc)
 {
-	return perr(p, rc, p->rec_off, "stream consumer failed at offset %llu: %s",
-		    (unsigned long long)p->rec_off, snap_strerror(rc));
+	perr(p, rc, p->rec_off, "stream consumer failed at offset %llu: %s",
+	     (unsigned long long)p->rec_off, snap_strerror(rc));
+	p->cb_failed = true;
+	return rc;
 }
 
 static void
@@ -943,11 +946,20 @@ device(struct mig_parser *p, const uint8_t *b, size_t n)
 	return 0;
 }
 
+/*
+ * Report the sticky error. When a callback failed and filled the caller's
+ * detail with its own code, that detail is kept (and remembered).
+ */
 static int
-sticky(const struct mig_parser *p, struct snap_err *err)
+sticky(struct mig_parser *p, struct snap_err *err)
 {
-	if (err)
+	if (!err)
+		return p->err_code;
+	if (p->cb_failed && err->code == p->err_code && err->msg[0] != '\0')
+		p->errd = *err;
+	else
 		*err = p->errd;
+	p->cb_failed = false;
 	return p->err_code;
 }
 

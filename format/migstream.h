@@ -76,7 +76,9 @@ struct mig_ram {
 /*
  * Parser callbacks. Each returns 0 to go on or a negative code, which stops
  * the parser and is returned by mig_parser_feed() (the error then sticks).
- * Any callback may be NULL.
+ * A callback that fills the struct snap_err passed to mig_parser_feed()
+ * with the code it returns keeps its message; otherwise the parser's
+ * detail names the stream offset. Any callback may be NULL.
  */
 struct mig_parser_ops {
 	int (*preamble)(void *opaque, const struct mig_preamble *pre);

@@ -189,6 +189,7 @@ struct coll {
 	int npre, nram;
 	uint64_t pages, zeros;
 	int fail_page;          /* fail at this page (1-based), 0: never */
+	struct snap_err *fail_err; /* detail the failing callback fills */
 	/* a restored image of every block, for round trips */
 	uint8_t *image[8];
 };
@@ -232,7 +233,8 @@ c_page(void *opaque, uint32_t block, uint64_t offset, const uint8_t *data)
 	else
 		c->zeros++;
 	if (c->fail_page && (uint64_t)c->fail_page == c->pages + c->zeros)
-		return -EIO;
+		return c->fail_err ? snap_err_set(c->fail_err, -EIO, 0,
+						  "disk is on fire") : -EIO;
 	put8(&c->log, data ? 'D' : 'Z');
 	put32(&c->log, block);
 	put64(&c->log, offset);
@@ -1014,8 +1016,22 @@ test_err_sticky_and_callback(void **state)
 	assert_int_equal(e.code, -EIO);
 	assert_int_equal(mig_parser_finish(p, &e), -EIO);
 	assert_int_equal(c.pages + c.zeros, 3);
+	assert_non_null(strstr(e.msg, "stream consumer failed at offset"));
 	mig_parser_free(p);
 	mig_parser_free(NULL);
+	coll_free(&c);
+
+	/* a callback's own detail survives, also in later calls */
+	c.fail_page = 2;
+	c.fail_err = &e;
+	snap_err_clear(&e);
+	assert_int_equal(mig_parser_open(&p, &coll_ops, &c), 0);
+	assert_int_equal(mig_parser_feed(p, b.p, b.len, &e), -EIO);
+	assert_string_equal(e.msg, "disk is on fire");
+	snap_err_clear(&e);
+	assert_int_equal(mig_parser_finish(p, &e), -EIO);
+	assert_string_equal(e.msg, "disk is on fire");
+	mig_parser_free(p);
 	coll_free(&c);
 	buf_free(&b);
 }

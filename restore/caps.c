@@ -1,11 +1,11 @@
 /*
- * restore/caps.c: the capability table and the rules of restore/caps.h.
+ * restore/caps.c: the capability table and the rules of restore/restore.h.
  */
 #include <errno.h>
 #include <string.h>
 
 #include "common/err.h"
-#include "restore/caps.h"
+#include "restore/restore.h"
 
 struct cap_def {
 	const char *name;

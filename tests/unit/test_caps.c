@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_caps.c: capability rules of a restore (restore/caps.h).
+ * tests/unit/test_caps.c: capability rules of a restore (restore/restore.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "common/err.h"
-#include "restore/caps.h"
+#include "restore/restore.h"
 
 static int
 resolve(const struct rst_cap *call, size_t nc, const struct rst_cap *guest,

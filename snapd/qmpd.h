@@ -91,8 +91,10 @@ struct snap_err;
 int qmpd_new(struct loop *l, const struct qmpd_config *cfg, struct qmpd **out,
 	     struct snap_err *err);
 
-/* Close every connection and the socket, unlink it. Pending requests are
- * freed without reply. NULL ok. */
+/* Close every connection and the socket, unlink it (only if the path still
+ * names the socket this server bound). Pending requests are freed without
+ * reply: handles a job still holds become invalid. Not from inside a
+ * handler or any other callback of this server. NULL ok. */
 void qmpd_free(struct qmpd *s);
 
 /* Reply {"return": @ret} (stolen; NULL means {}). Consumes @req. */

@@ -655,6 +655,570 @@ test_commit_refuses_existing(void **state)
 	clean_dir(disk_dir);
 }
 
+
+/* ---- injected I/O faults ---------------------------------------------- */
+
+struct faults {
+	int writes;          /* write calls seen */
+	int fail_write;      /* fail this write call (1-based), 0: none */
+	int code;
+	bool short_writes;   /* make every write of more than 1 byte short */
+	int fail_fsync;      /* 1: the file's fsync, 2: the directory's */
+};
+
+static int
+hook_write(void *ctx, uint64_t off, size_t len)
+{
+	struct faults *f = ctx;
+
+	(void)off;
+	f->writes++;
+	if (f->fail_write != 0 && f->writes == f->fail_write)
+		return f->code;
+	if (f->short_writes && len > 1)
+		return (int)SNAP_MIN(len / 2, (size_t)INT32_MAX);
+	return 0;
+}
+
+static int
+hook_fsync(void *ctx, bool dir)
+{
+	struct faults *f = ctx;
+
+	if ((f->fail_fsync == 1 && !dir) || (f->fail_fsync == 2 && dir))
+		return -EIO;
+	return 0;
+}
+
+/* A small scenario that reports the first error instead of asserting. */
+static int
+write_small(const char *dir, const struct fmt_writer_opts *o,
+	    struct snap_err *e)
+{
+	struct fmt_block_decl d[2] = { { "pc.ram", 64 * PS, PS, true },
+				       { "vga.vram", 16 * PS, PS, false } };
+	struct fmt_writer *w = NULL;
+	uint8_t page[PS];
+	int rc;
+
+	rc = fmt_writer_open(&w, dir, "f.snap", o, e);
+	if (rc == 0)
+		rc = fmt_writer_declare(w, d, 2, e);
+	for (uint64_t p = 0; rc == 0 && p < 80; p++) {
+		unsigned b = p < 64 ? 0 : 1;
+		uint64_t pg = p < 64 ? p : p - 64;
+		if (pg % 7 == 3)
+			continue;
+		fill_page(page, PS, b, pg, 1);
+		rc = fmt_writer_put_page(w, b, pg, page, e);
+	}
+	if (rc == 0)
+		rc = fmt_writer_put_zero(w, 0, 1, e);   /* punched after data */
+	for (int k = 0; rc == 0 && k < 20; k++)
+		rc = fmt_writer_devstate(w, spec_json, sizeof(spec_json), e);
+	if (rc == 0)
+		rc = fmt_writer_set_entry(w, "x", "y", 1, e);
+	if (rc == 0) {
+		struct fmt_meta me;
+		meta_for(&me);
+		rc = fmt_writer_set_meta(w, &me, e);
+	}
+	if (rc == 0)
+		rc = fmt_writer_commit(w, NULL, e);
+	fmt_writer_free(w);
+	return rc;
+}
+
+static void
+check_small(const char *dir)
+{
+	struct fmt_reader *r;
+	struct fmt_verify_result vr;
+	struct snap_err e;
+	uint8_t page[PS], want[PS];
+	char path[8192];
+
+	snprintf(path, sizeof(path), "%s/f.snap", dir);
+	assert_int_equal(fmt_reader_open(&r, path, &e), 0);
+	for (uint64_t p = 0; p < 64; p++) {
+		assert_int_equal(fmt_reader_read_page(r, 0, p, page, &e), 0);
+		if (p % 7 == 3 || p == 1)
+			memset(want, 0, PS);
+		else
+			fill_page(want, PS, 0, p, 1);
+		assert_memory_equal(page, want, PS);
+	}
+	assert_int_equal(fmt_reader_verify(r, NULL, &vr, &e), 0);
+	assert_int_equal(vr.pages_checked, 80 - 11 - 1);
+	fmt_reader_free(r);
+}
+
+static void
+test_fault_enospc_everywhere(void **state)
+{
+	struct faults f = { 0 };
+	struct fmt_io_hooks h = { hook_write, hook_fsync, &f };
+	struct fmt_writer_opts o = { .hooks = &h, .align = 4096 };
+	struct snap_err e;
+	int total;
+
+	(void)state;
+	assert_int_equal(write_small(disk_dir, &o, &e), 0);
+	check_small(disk_dir);
+	clean_dir(disk_dir);
+	total = f.writes;
+	assert_true(total > 10);
+	/* Fail each write in turn: pages, device state, metadata, footer. */
+	for (int k = 1; k <= total; k++) {
+		int rc;
+
+		memset(&f, 0, sizeof(f));
+		f.fail_write = k;
+		f.code = -ENOSPC;
+		snap_err_clear(&e);
+		rc = write_small(disk_dir, &o, &e);
+		assert_int_equal(rc, -ENOSPC);
+		assert_int_equal(e.code, -ENOSPC);
+		assert_non_null(strstr(e.msg, "cannot write "));
+		assert_non_null(strstr(e.msg, ": No space left on device"));
+		assert_non_null(strstr(e.msg, "/.f.snap.tmp-"));
+		assert_int_equal(dir_count(disk_dir), 0);
+	}
+}
+
+static void
+test_fault_short_writes(void **state)
+{
+	struct faults f = { .short_writes = true };
+	struct fmt_io_hooks h = { hook_write, hook_fsync, &f };
+	struct fmt_writer_opts o = { .hooks = &h };
+	struct snap_err e;
+
+	(void)state;
+	assert_int_equal(write_small(disk_dir, &o, &e), 0);
+	assert_true(f.writes > 100);
+	check_small(disk_dir);
+	clean_dir(disk_dir);
+}
+
+static void
+test_fault_fsync(void **state)
+{
+	struct faults f = { .fail_fsync = 1 };
+	struct fmt_io_hooks h = { hook_write, hook_fsync, &f };
+	struct fmt_writer_opts o = { .hooks = &h };
+	struct snap_err e;
+	char want[8192];
+
+	(void)state;
+	assert_int_equal(write_small(disk_dir, &o, &e), -EIO);
+	assert_non_null(strstr(e.msg, "cannot fsync '"));
+	assert_int_equal(dir_count(disk_dir), 0);
+
+	f.fail_fsync = 2;
+	assert_int_equal(write_small(disk_dir, &o, &e), -EIO);
+	snprintf(want, sizeof(want), "cannot fsync '%s': Input/output error",
+		 disk_dir);
+	assert_string_equal(e.msg, want);
+	assert_int_equal(dir_count(disk_dir), 0);
+}
+
+/* ---- corrupt files --------------------------------------------------- */
+
+struct blob {
+	uint8_t *p;
+	size_t len;
+};
+
+static struct blob
+slurp(const char *path)
+{
+	struct blob b = { 0 };
+	struct stat st;
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	b.len = (size_t)st.st_size;
+	b.p = malloc(b.len + 1);
+	assert_non_null(b.p);
+	assert_int_equal(snap_pread_full(fd, b.p, b.len, 0), 0);
+	close(fd);
+	return b;
+}
+
+static void
+spit(const char *path, const uint8_t *p, size_t len)
+{
+	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(snap_pwrite_full(fd, p, len, 0), 0);
+	close(fd);
+}
+
+/* Where the footer says the directory is, and directory entry @type. */
+static uint8_t *
+footer(struct blob *b)
+{
+	return b->p + b->len - 64;
+}
+
+static uint8_t *
+dirent_of(struct blob *b, uint32_t type)
+{
+	uint8_t *ft = footer(b);
+	uint64_t off = snap_get_le64(ft + 16);
+	uint32_t n = snap_get_le32(ft + 24);
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t *d = b->p + off + 40 * (uint64_t)i;
+		if (snap_get_le32(d) == type)
+			return d;
+	}
+	fail_msg("no section %u", type);
+	return NULL;
+}
+
+static uint64_t
+sect_off(struct blob *b, uint32_t type)
+{
+	return snap_get_le64(dirent_of(b, type) + 8);
+}
+
+/* Recompute the checksum of section @type (0: none), directory, root, footer. */
+static void
+reseal(struct blob *b, uint32_t type)
+{
+	uint8_t *ft = footer(b);
+	uint64_t off = snap_get_le64(ft + 16);
+	uint32_t n = snap_get_le32(ft + 24);
+	XXH128_canonical_t c;
+
+	if (type != 0) {
+		uint8_t *d = dirent_of(b, type);
+		snap_put_le64(d + 32, XXH3_64bits(b->p + snap_get_le64(d + 8),
+						  snap_get_le64(d + 16)));
+	}
+	if (off + 40ull * n + 64 == b->len) {
+		snap_put_le64(ft + 32, XXH3_64bits(b->p + off, 40ull * n));
+		XXH128_canonicalFromHash(&c, XXH3_128bits(b->p + off, 40ull * n));
+		memcpy(ft + 40, c.digest, 16);
+	}
+	snap_put_le64(ft + 56, XXH3_64bits(ft, 56));
+}
+
+struct badpage {
+	int calls;
+	char idstr[256];
+	uint64_t page;
+	uint64_t off;
+};
+
+static void
+on_bad(void *ctx, const char *idstr, uint64_t page, uint64_t off)
+{
+	struct badpage *bp = ctx;
+
+	bp->calls++;
+	snap_strlcpy(bp->idstr, idstr, sizeof(bp->idstr));
+	bp->page = page;
+	bp->off = off;
+}
+
+/* Open @b written to a file: expect @code and exactly @msg. */
+static void
+expect_open(const struct blob *b, size_t len, int code, const char *msg)
+{
+	char path[8192];
+	struct fmt_reader *r = NULL;
+	struct snap_err e;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/bad.snap", disk_dir);
+	spit(path, b->p, len);
+	snap_err_clear(&e);
+	rc = fmt_reader_open(&r, path, &e);
+	if (rc != code || (msg != NULL && strcmp(e.msg, msg) != 0))
+		fail_msg("expected %d '%s', got %d '%s'", code,
+			 msg != NULL ? msg : "", rc, e.msg);
+	if (rc == 0)
+		fmt_reader_free(r);
+}
+
+static struct blob
+make_base(void)
+{
+	struct fmt_writer_opts o = { .align = 4096 };
+	struct snap_err e;
+	char path[8192];
+	struct blob b;
+
+	assert_int_equal(write_small(disk_dir, &o, &e), 0);
+	snprintf(path, sizeof(path), "%s/f.snap", disk_dir);
+	b = slurp(path);
+	unlink(path);
+	return b;
+}
+
+static void
+test_corrupt_truncated(void **state)
+{
+	struct blob b = make_base();
+	size_t cuts[] = { b.len - 1, b.len - 63, b.len - 64, b.len - 65,
+			  b.len / 2, 4096, 64 };
+	const char *nofooter = "no snapshot footer at the end of the file "
+			       "(not a snapshot, or truncated)";
+
+	(void)state;
+	for (size_t i = 0; i < SNAP_ARRAY_SIZE(cuts); i++)
+		expect_open(&b, cuts[i], SNAP_EMAGIC, nofooter);
+	expect_open(&b, 63, SNAP_ETRUNC,
+		    "file of 63 bytes is too small for a snapshot footer");
+	expect_open(&b, 0, SNAP_ETRUNC,
+		    "file of 0 bytes is too small for a snapshot footer");
+	expect_open(&b, b.len, 0, NULL);
+	free(b.p);
+}
+
+static void
+test_corrupt_trailer(void **state)
+{
+	struct blob b = make_base();
+	uint8_t *ft = footer(&b);
+	uint64_t dir = snap_get_le64(ft + 16);
+	char msg[256];
+
+	(void)state;
+	/* Wrong magic. */
+	ft[0] ^= 0x20;
+	expect_open(&b, b.len, SNAP_EMAGIC, "no snapshot footer at the end of "
+		    "the file (not a snapshot, or truncated)");
+	ft[0] ^= 0x20;
+	/* A bit in the directory offset: the footer checksum catches it. */
+	ft[17] ^= 0x01;
+	expect_open(&b, b.len, SNAP_ECHECKSUM, "footer checksum mismatch");
+	ft[17] ^= 0x01;
+	/* A bit in the footer checksum itself. */
+	ft[60] ^= 0x80;
+	expect_open(&b, b.len, SNAP_ECHECKSUM, "footer checksum mismatch");
+	ft[60] ^= 0x80;
+	/* A future major version (checked before the checksum). */
+	snap_put_le16(ft + 8, 2);
+	expect_open(&b, b.len, SNAP_EVERSION, "unsupported format version 2.0 "
+		    "(this reader knows 1.x)");
+	snap_put_le16(ft + 8, 1);
+	/* A later minor version still opens. */
+	snap_put_le16(ft + 10, 7);
+	reseal(&b, 0);
+	expect_open(&b, b.len, 0, NULL);
+	snap_put_le16(ft + 10, 0);
+	reseal(&b, 0);
+	/* A bit in the directory. */
+	b.p[dir + 3] ^= 0x04;
+	expect_open(&b, b.len, SNAP_ECHECKSUM,
+		    "section directory checksum mismatch");
+	b.p[dir + 3] ^= 0x04;
+	/* A root digest that does not match the directory. */
+	ft[45] ^= 0x10;
+	reseal(&b, 0);
+	ft[45] ^= 0x10;
+	snap_put_le64(ft + 56, XXH3_64bits(ft, 56));
+	expect_open(&b, b.len, SNAP_ECHECKSUM,
+		    "root digest does not match the section directory");
+	reseal(&b, 0);
+	/* Too many sections. */
+	snap_put_le32(ft + 24, 65);
+	snap_put_le64(ft + 56, XXH3_64bits(ft, 56));
+	expect_open(&b, b.len, SNAP_ELIMIT, "65 sections (at most 64)");
+	snap_put_le32(ft + 24, 6);
+	/* A directory that does not end at the footer. */
+	snap_put_le64(ft + 16, dir - 8);
+	snap_put_le64(ft + 56, XXH3_64bits(ft, 56));
+	snprintf(msg, sizeof(msg), "section directory at offset %llu does not "
+		 "end at the footer (offset %llu)",
+		 (unsigned long long)(dir - 8),
+		 (unsigned long long)(b.len - 64));
+	expect_open(&b, b.len, SNAP_ECORRUPT, msg);
+	snap_put_le64(ft + 16, dir);
+	reseal(&b, 0);
+	expect_open(&b, b.len, 0, NULL);
+	free(b.p);
+}
+
+static void
+test_corrupt_sections(void **state)
+{
+	static const struct { uint32_t type; const char *name; } ss[] = {
+		{ 1, "blocks" }, { 2, "bitmap" }, { 3, "page checksums" },
+		{ 5, "metadata" }, { 6, "entries" } };
+	struct blob b = make_base();
+	char msg[256];
+
+	(void)state;
+	for (size_t i = 0; i < SNAP_ARRAY_SIZE(ss); i++) {
+		uint64_t off = sect_off(&b, ss[i].type);
+		b.p[off + 2] ^= 0x01;
+		snprintf(msg, sizeof(msg), "checksum mismatch in section '%s' "
+			 "at offset %llu", ss[i].name, (unsigned long long)off);
+		expect_open(&b, b.len, SNAP_ECHECKSUM, msg);
+		b.p[off + 2] ^= 0x01;
+	}
+	expect_open(&b, b.len, 0, NULL);
+	free(b.p);
+}
+
+static void
+test_corrupt_offsets(void **state)
+{
+	struct blob b = make_base();
+	uint8_t *d = dirent_of(&b, 2);
+	uint64_t dir = snap_get_le64(footer(&b) + 16), save;
+	uint64_t blk = sect_off(&b, 1);
+	char msg[256];
+
+	(void)state;
+	/* The bitmap section placed past the end of the file. */
+	save = snap_get_le64(d + 8);
+	snap_put_le64(d + 8, b.len + 4096);
+	reseal(&b, 0);
+	snprintf(msg, sizeof(msg), "section 'bitmap' (offset %llu, length %llu) "
+		 "extends past the section directory at %llu",
+		 (unsigned long long)(b.len + 4096),
+		 (unsigned long long)snap_get_le64(d + 16),
+		 (unsigned long long)dir);
+	expect_open(&b, b.len, SNAP_ECORRUPT, msg);
+	/* A length that wraps around. */
+	snap_put_le64(d + 8, save);
+	snap_put_le64(d + 16, UINT64_MAX - 8);
+	reseal(&b, 0);
+	snprintf(msg, sizeof(msg), "section 'bitmap' (offset %llu, length %llu) "
+		 "extends past the section directory at %llu",
+		 (unsigned long long)save,
+		 (unsigned long long)(UINT64_MAX - 8), (unsigned long long)dir);
+	expect_open(&b, b.len, SNAP_ECORRUPT, msg);
+	snap_put_le64(d + 16, 8 * 2);
+	reseal(&b, 0);
+	/* Sections that overlap: the bitmap on top of the block table. */
+	snap_put_le64(d + 8, blk);
+	reseal(&b, 0);
+	expect_open(&b, b.len, SNAP_ECORRUPT,
+		    "'blocks' overlaps 'bitmap' in the file");
+	snap_put_le64(d + 8, save);
+	reseal(&b, 0);
+	expect_open(&b, b.len, 0, NULL);
+
+	/* The second RAM block placed past the directory. */
+	uint8_t *rec = b.p + blk + 8 + 288;
+	uint64_t boff = snap_get_le64(rec);
+	snap_put_le64(rec, dir / PS * PS);
+	reseal(&b, 1);
+	snprintf(msg, sizeof(msg), "RAM block 'vga.vram' (offset %llu, length "
+		 "%llu) extends past the section directory at %llu",
+		 (unsigned long long)(dir / PS * PS), 16ull * PS,
+		 (unsigned long long)dir);
+	expect_open(&b, b.len, SNAP_ECORRUPT, msg);
+	/* A main block that is not at offset 0. */
+	snap_put_le64(rec, boff);
+	snap_put_le32(rec + 28, 1);
+	reseal(&b, 1);
+	expect_open(&b, b.len, SNAP_ECORRUPT, "main RAM block 'vga.vram' is "
+		    "not the only one at offset 0");
+	snap_put_le32(rec + 28, 0);
+	/* A block table that disagrees with the bitmap. */
+	snap_put_le64(rec + 16, snap_get_le64(rec + 16) + 1);
+	reseal(&b, 1);
+	expect_open(&b, b.len, SNAP_ECORRUPT, "bitmap of RAM block 'vga.vram' "
+		    "has 14 pages, the block table says 15");
+	snap_put_le64(rec + 16, snap_get_le64(rec + 16) - 1);
+	/* An absurd block count. */
+	snap_put_le32(b.p + blk, 1000);
+	reseal(&b, 1);
+	expect_open(&b, b.len, SNAP_ELIMIT, "1000 RAM blocks (1 to 64 allowed)");
+	snap_put_le32(b.p + blk, 2);
+	reseal(&b, 1);
+	expect_open(&b, b.len, 0, NULL);
+	free(b.p);
+}
+
+static void
+test_corrupt_page_and_devstate(void **state)
+{
+	struct blob b = make_base();
+	struct fmt_reader *r;
+	struct fmt_verify_result vr;
+	struct fmt_verify_opts vo = { 0 };
+	struct badpage bp = { 0 };
+	struct snap_err e;
+	char path[8192];
+	uint8_t page[PS];
+	uint64_t ds = sect_off(&b, 4);
+	uint64_t dsmid = ds + snap_get_le64(dirent_of(&b, 4) + 16) / 2;
+	const char *msg = "checksum mismatch in page 11 of RAM block 'pc.ram' "
+			  "(file offset 45056)";
+
+	(void)state;
+	vo.bad_page = on_bad;
+	vo.ctx = &bp;
+	b.p[11 * PS + 123] ^= 0x40;
+	expect_open(&b, b.len, 0, NULL);   /* page data is not read at open */
+	snprintf(path, sizeof(path), "%s/bad.snap", disk_dir);
+	assert_int_equal(fmt_reader_open(&r, path, &e), 0);
+	assert_int_equal(fmt_reader_read_page(r, 0, 11, page, &e),
+			 SNAP_ECHECKSUM);
+	assert_string_equal(e.msg, msg);
+	assert_int_equal(fmt_reader_read_page(r, 0, 12, page, &e), 0);
+	assert_int_equal(fmt_reader_verify(r, &vo, &vr, &e), SNAP_ECHECKSUM);
+	assert_string_equal(e.msg, msg);
+	assert_int_equal(vr.bad_pages, 1);
+	assert_int_equal(vr.bad_sections, 0);
+	assert_int_equal(bp.calls, 1);
+	assert_string_equal(bp.idstr, "pc.ram");
+	assert_int_equal(bp.page, 11);
+	assert_int_equal(bp.off, 11 * PS);
+	fmt_reader_free(r);
+	/* The same with buffered reads. */
+	bp.calls = 0;
+	vo.buffered = true;
+	assert_int_equal(fmt_reader_open(&r, path, &e), 0);
+	assert_int_equal(fmt_reader_verify(r, &vo, &vr, &e), SNAP_ECHECKSUM);
+	assert_false(vr.direct);
+	assert_int_equal(bp.calls, 1);
+	fmt_reader_free(r);
+	b.p[11 * PS + 123] ^= 0x40;
+
+	/* A bit in the device state. */
+	b.p[dsmid] ^= 0x01;
+	expect_open(&b, b.len, 0, NULL);
+	assert_int_equal(fmt_reader_open(&r, path, &e), 0);
+	bp.calls = 0;
+	assert_int_equal(fmt_reader_verify(r, &vo, &vr, &e), SNAP_ECHECKSUM);
+	assert_int_equal(vr.bad_pages, 0);
+	assert_int_equal(vr.bad_sections, 1);
+	assert_int_equal(bp.calls, 0);
+	snprintf((char *)page, sizeof(page), "checksum mismatch in section "
+		 "'device state' at offset %llu", (unsigned long long)ds);
+	assert_string_equal(e.msg, (char *)page);
+	assert_int_equal(fmt_reader_devstate(r, ds_sink, NULL, &e),
+			 SNAP_ECHECKSUM);
+	fmt_reader_free(r);
+	/* Resealed, the checksum passes but zstd refuses the frame. */
+	reseal(&b, 4);
+	expect_open(&b, b.len, 0, NULL);
+	assert_int_equal(fmt_reader_open(&r, path, &e), 0);
+	{
+		struct dsbuf d = { malloc(65536), 0, 65536 };
+		assert_int_equal(fmt_reader_devstate(r, ds_sink, &d, &e),
+				 SNAP_ECORRUPT);
+		assert_non_null(strstr(e.msg, "cannot decompress the device "
+				       "state: "));
+		free(d.p);
+	}
+	fmt_reader_free(r);
+	free(b.p);
+	unlink(path);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -666,6 +1230,14 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_zero_pages_are_holes),
 		cmocka_unit_test(test_misuse),
 		cmocka_unit_test(test_commit_refuses_existing),
+		cmocka_unit_test(test_fault_enospc_everywhere),
+		cmocka_unit_test(test_fault_short_writes),
+		cmocka_unit_test(test_fault_fsync),
+		cmocka_unit_test(test_corrupt_truncated),
+		cmocka_unit_test(test_corrupt_trailer),
+		cmocka_unit_test(test_corrupt_sections),
+		cmocka_unit_test(test_corrupt_offsets),
+		cmocka_unit_test(test_corrupt_page_and_devstate),
 	};
 
 	(void)argc;

@@ -56,6 +56,8 @@
 #define RAM_FLAG_MULTIFD_FLUSH  0x200u
 #define RAM_FLAG_MASK           ((uint64_t)MIG_PAGE_SIZE - 1)
 
+#define VMDESC_CANDS            8
+
 #define RAM_IDSTR               "ram"
 #define RAM_VERSION             4u
 #define PAGE_BITS               12u
@@ -179,6 +181,20 @@ struct mig_parser {
 	uint32_t rec_flags;
 	int64_t cur_block;      /* -1 until a record names its block */
 	int fill;               /* byte held in fill_page, or -1 */
+
+	/*
+	 * Where the VMDESC may start: the last few "00 06" pairs of the device
+	 * state with the 5 bytes that follow (be32 length, first JSON byte).
+	 * JSON text holds neither byte, so the real one is among the last
+	 * pairs (only its length field can add more).
+	 */
+	struct {
+		uint64_t pos;   /* stream offset of the 0x06 byte */
+		uint8_t hdr[5];
+		uint8_t have;
+	} cand[VMDESC_CANDS];
+	unsigned ncand;         /* next slot, round robin */
+	uint8_t last_byte;      /* last device state byte */
 
 	struct mig_stats st;
 	int err_code;
@@ -925,6 +941,47 @@ step(struct mig_parser *p, const uint8_t *b)
 	return perr(p, SNAP_EMISUSE, p->off, "parser in an impossible state");
 }
 
+/* Give candidate @c the bytes of @b (at stream offset @at) it still lacks. */
+static void
+cand_fill(struct mig_parser *p, unsigned c, const uint8_t *b, size_t n,
+	  uint64_t at)
+{
+	uint64_t want = p->cand[c].pos + 1 + p->cand[c].have;
+	size_t k;
+
+	if (p->cand[c].have == sizeof(p->cand[c].hdr) || want < at ||
+	    want - at >= n)
+		return;
+	k = SNAP_MIN(sizeof(p->cand[c].hdr) - p->cand[c].have,
+		     n - (size_t)(want - at));
+	memcpy(p->cand[c].hdr + p->cand[c].have, b + (want - at), k);
+	p->cand[c].have += (uint8_t)k;
+}
+
+/* Track where EOF + VMDESC may begin; see struct mig_parser. */
+static void
+vmdesc_scan(struct mig_parser *p, const uint8_t *b, size_t n, uint64_t at)
+{
+	const uint8_t *q = b, *end = b + n;
+
+	for (unsigned c = 0; c < VMDESC_CANDS; c++)
+		cand_fill(p, c, b, n, at);
+	while ((q = memchr(q, REC_VMDESCRIPTION, (size_t)(end - q))) != NULL) {
+		uint8_t prev = q > b ? q[-1] : p->last_byte;
+
+		if (prev == REC_EOF && (q > b || at > 0 ||
+					p->st.device_bytes > 0)) {
+			unsigned c = p->ncand++ % VMDESC_CANDS;
+
+			p->cand[c].pos = at + (uint64_t)(q - b);
+			p->cand[c].have = 0;
+			cand_fill(p, c, b, n, at);
+		}
+		q++;
+	}
+	p->last_byte = b[n - 1];
+}
+
 static int
 device(struct mig_parser *p, const uint8_t *b, size_t n)
 {
@@ -935,6 +992,7 @@ device(struct mig_parser *p, const uint8_t *b, size_t n)
 		return perr(p, SNAP_ECORRUPT, p->off,
 			    "device state begins with record type 0x%02x at offset %llu",
 			    b[0], (unsigned long long)p->off);
+	vmdesc_scan(p, b, n, p->off);
 	p->rec_off = p->off;
 	p->off += n;
 	p->st.device_bytes += n;
@@ -944,6 +1002,34 @@ device(struct mig_parser *p, const uint8_t *b, size_t n)
 			return cb_failed(p, rc);
 	}
 	return 0;
+}
+
+/*
+ * The device state ended at p->off: find its EOF marker, either right
+ * before a VMDESC whose length runs exactly to the end, or as the last byte.
+ */
+static int
+device_end(struct mig_parser *p)
+{
+	for (unsigned c = 0; c < VMDESC_CANDS; c++) {
+		uint64_t pos = p->cand[c].pos;
+
+		if (p->cand[c].have != sizeof(p->cand[c].hdr) ||
+		    p->cand[c].hdr[4] != '{' || p->last_byte != '}')
+			continue;
+		if (pos + 5 + snap_get_be32(p->cand[c].hdr) == p->off) {
+			p->st.vmdesc = true;
+			p->st.eof_offset = pos - 1;
+			return 0;
+		}
+	}
+	if (p->last_byte == REC_EOF) {
+		p->st.eof_offset = p->off - 1;
+		return 0;
+	}
+	return perr(p, SNAP_ETRUNC, p->off,
+		    "device state ends without an EOF record or a VM description at offset %llu",
+		    (unsigned long long)p->off);
 }
 
 /*
@@ -1014,8 +1100,11 @@ mig_parser_finish(struct mig_parser *p, struct snap_err *err)
 {
 	if (p->state == PS_FAILED)
 		return sticky(p, err);
-	if (p->state == PS_DEVICE && p->st.device_bytes > 0)
+	if (p->state == PS_DEVICE && p->st.device_bytes > 0) {
+		if (device_end(p) < 0)
+			return sticky(p, err);
 		return 0;
+	}
 	if (p->state == PS_DEVICE)
 		perr(p, SNAP_ETRUNC, p->off,
 		     "stream ends right after the 'ram' END section, without device state");

@@ -100,6 +100,9 @@ struct mig_stats {
 	uint64_t zero_pages;    /* ZERO records with fill 0 */
 	uint64_t sections;      /* RAM sections seen (START, PART, END) */
 	uint64_t device_bytes;  /* bytes delivered as device state */
+	/* Known after a successful mig_parser_finish(): */
+	uint64_t eof_offset;    /* stream offset of the EOF record */
+	bool vmdesc;            /* a VM description followed it */
 };
 
 struct mig_parser;
@@ -120,9 +123,15 @@ int mig_parser_feed(struct mig_parser *p, const void *buf, size_t len,
 		    struct snap_err *err);
 
 /*
- * The stream has ended. Returns 0 when it ended properly (RAM END seen and
- * some device state after it, starting with a device section or EOF), else
- * SNAP_ETRUNC (or the sticky error).
+ * The stream has ended. Returns 0 when it ended properly: RAM END seen,
+ * then device state starting with a device section or EOF and ending with
+ * EOF followed by a VM description (JSON) whose length runs exactly to the
+ * end, or, without a description, with the EOF byte itself. Otherwise
+ * SNAP_ETRUNC (or the sticky error). The device sections themselves are
+ * not parsed (they carry no lengths), so a stream cut inside them right
+ * after a 0x00 byte passes when it has no description; QEMU 7.2 always
+ * sends one unless the machine sets suppress-vmdesc, so a consumer may
+ * require mig_stats.vmdesc.
  */
 int mig_parser_finish(struct mig_parser *p, struct snap_err *err);
 

@@ -239,6 +239,7 @@ save_and_parse(struct hn_qemu *q, struct capture *c)
 		.page = on_page, .device = on_device,
 	};
 	struct mig_parser *p;
+	struct mig_stats st;
 	struct snap_err e;
 	json_t *ret = NULL, *ram;
 	uint8_t *buf;
@@ -270,6 +271,13 @@ save_and_parse(struct hn_qemu *q, struct capture *c)
 	}
 	if (mig_parser_finish(p, &e) < 0)
 		fail_msg("parse end: %s", e.msg);
+	mig_parser_stats(p, &st);
+	assert_int_equal(st.bytes, c->bytes);
+	assert_int_equal(st.device_bytes, c->dev_len);
+	/* EOF, then the VM description running to the end */
+	assert_true(st.vmdesc);
+	assert_true(st.eof_offset > st.bytes - c->dev_len);
+	assert_int_equal(c->dev[st.eof_offset - (st.bytes - c->dev_len)], 0x00);
 	mig_parser_free(p);
 	free(buf);
 	close(sv[0]);

@@ -171,10 +171,16 @@ b_prologue(struct buf *b)
 	b_eos_footer(b, RAM_ID);
 }
 
+/* A FULL section, EOF, and a VMDESC of 31 bytes of JSON. */
 static const uint8_t device_tail[] = {
 	0x04, 0, 0, 0, 0, 5, 't', 'i', 'm', 'e', 'r', 0, 0, 0, 0, 0, 0, 0, 2,
-	1, 2, 3, 0x7E, 0, 0, 0, 0, 0x00,
+	1, 0, 6, 0x7E, 0, 0, 0, 0, 0x00,
+	0x06, 0, 0, 0, 31,
+	'{', '"', 'p', 'a', 'g', 'e', '_', 's', 'i', 'z', 'e', '"', ':', '4',
+	'0', '9', '6', ',', '"', 'd', 'e', 'v', 'i', 'c', 'e', 's', '"', ':',
+	'[', ']', '}',
 };
+#define DEVICE_TAIL_EOF 27      /* offset of the EOF byte in device_tail */
 
 /* ---- a collector of parser events ---------------------------------------- */
 
@@ -276,9 +282,11 @@ coll_free(struct coll *c)
 	memset(c, 0, sizeof(*c));
 }
 
+static struct mig_stats last_stats;
+
 /*
  * Parse @len bytes in chunks of @chunk (0: all at once) and finish. Returns
- * the first error; *@e gets its detail.
+ * the first error; *@e gets its detail, last_stats the parser's counters.
  */
 static int
 parse_chunked(const uint8_t *s, size_t len, size_t chunk, struct coll *c,
@@ -295,6 +303,7 @@ parse_chunked(const uint8_t *s, size_t len, size_t chunk, struct coll *c,
 		rc = mig_parser_feed(p, s + o, SNAP_MIN(chunk, len - o), e);
 	if (rc == 0)
 		rc = mig_parser_finish(p, e);
+	mig_parser_stats(p, &last_stats);
 	mig_parser_free(p);
 	return rc;
 }
@@ -370,6 +379,12 @@ test_parse_every_record(void **state)
 	assert_int_equal(c.zeros, 1);
 	assert_int_equal(c.dev.len, sizeof(device_tail));
 	assert_memory_equal(c.dev.p, device_tail, sizeof(device_tail));
+	assert_true(last_stats.vmdesc);
+	assert_int_equal(last_stats.eof_offset,
+			 b.len - sizeof(device_tail) + DEVICE_TAIL_EOF);
+	assert_int_equal(last_stats.device_bytes, sizeof(device_tail));
+	assert_int_equal(last_stats.bytes, b.len);
+	assert_int_equal(last_stats.sections, 3);
 
 	/* walk the event log: P, R, then pages in order */
 	l = c.log.p;
@@ -596,7 +611,11 @@ test_real_stream(void **state)
 	assert_int_equal(c.zeros, 593);
 	assert_int_equal(c.dev.p[0], 0x04);
 	/* the stream ends with EOF then the VMDESC JSON */
-	assert_int_equal(b.p[b.len - 1], '}');
+	assert_true(last_stats.vmdesc);
+	assert_int_equal(b.p[last_stats.eof_offset], 0x00);
+	assert_int_equal(b.p[last_stats.eof_offset + 1], 0x06);
+	assert_int_equal(snap_get_be32(b.p + last_stats.eof_offset + 2),
+			 b.len - last_stats.eof_offset - 6);
 	coll_free(&c);
 	buf_free(&b);
 }
@@ -962,7 +981,11 @@ test_err_records(void **state)
 	}
 }
 
-/* Every proper prefix of a valid stream is a truncated stream. */
+/*
+ * Every proper prefix of a valid stream is a truncated stream, except one
+ * that ends with a 0x00 byte inside the device state (a stream without a
+ * VM description ends with EOF).
+ */
 static void
 test_err_truncated(void **state)
 {
@@ -973,24 +996,72 @@ test_err_truncated(void **state)
 
 	build_full(&b);
 	dev_start = b.len - sizeof(device_tail);
-	for (size_t n = 0; n <= dev_start; n++) {
+	for (size_t n = 0; n < b.len; n++) {
 		struct coll c = { 0 };
+		bool eof_end = n > dev_start && b.p[n - 1] == 0x00;
+		int rc;
 
 		snap_err_clear(&e);
-		assert_int_equal(parse_chunked(b.p, n, 0, &c, &e), SNAP_ETRUNC);
-		assert_int_equal(e.offset, n);
-		assert_non_null(strstr(e.msg, "stream ends"));
+		rc = parse_chunked(b.p, n, 0, &c, &e);
 		coll_free(&c);
+		if (eof_end) {
+			assert_int_equal(rc, 0);
+			assert_false(last_stats.vmdesc);
+			assert_int_equal(last_stats.eof_offset, n - 1);
+			continue;
+		}
+		assert_int_equal(rc, SNAP_ETRUNC);
+		assert_int_equal(e.offset, n);
+		if (n == dev_start)
+			assert_non_null(strstr(e.msg, "without device state"));
+		else if (n > dev_start)
+			assert_non_null(strstr(e.msg, "device state ends without"));
+		else
+			assert_non_null(strstr(e.msg, "stream ends inside"));
 	}
+	buf_free(&b);
+
+	/* a VM description whose length does not reach the end */
+	b_prologue(&b);
+	put8(&b, 0x03);
+	put32(&b, RAM_ID);
+	b_eos_footer(&b, RAM_ID);
+	put(&b, device_tail, sizeof(device_tail));
+	b.p[b.len - 32] = 32;
+	expect_error(&b, SNAP_ETRUNC, "device state ends without an EOF record");
+	b.p[b.len - 32] = 30;
+	expect_error(&b, SNAP_ETRUNC, "device state ends without an EOF record");
+	b.p[b.len - 32] = 31;
 	{
 		struct coll c = { 0 };
 
-		assert_int_equal(parse_chunked(b.p, dev_start, 0, &c, &e),
-				 SNAP_ETRUNC);
-		assert_non_null(strstr(e.msg, "without device state"));
+		assert_int_equal(parse_chunked(b.p, b.len, 1, &c, &e), 0);
+		assert_true(last_stats.vmdesc);
 		coll_free(&c);
-		assert_int_equal(parse_chunked(b.p, dev_start + 1, 0, &c, &e), 0);
-		coll_free(&c);
+	}
+	buf_free(&b);
+
+	/* a length field that itself holds "00 06" (0x600 bytes of JSON) */
+	b_prologue(&b);
+	put8(&b, 0x03);
+	put32(&b, RAM_ID);
+	b_eos_footer(&b, RAM_ID);
+	put(&b, device_tail, DEVICE_TAIL_EOF + 1);
+	put8(&b, 0x06);
+	put32(&b, 0x600);
+	put8(&b, '{');
+	for (int i = 0; i < 0x600 - 2; i++)
+		put8(&b, ' ');
+	put8(&b, '}');
+	{
+		struct coll c = { 0 };
+
+		for (size_t chunk = 0; chunk < 4; chunk++) {
+			assert_int_equal(parse_chunked(b.p, b.len, chunk, &c, &e), 0);
+			assert_true(last_stats.vmdesc);
+			assert_int_equal(last_stats.eof_offset, b.len - 0x600 - 6);
+			coll_free(&c);
+		}
 	}
 	buf_free(&b);
 }
@@ -1325,6 +1396,7 @@ test_synth_large(void **state)
 	put(&dev, device_tail, sizeof(device_tail));
 	for (int i = 0; i < 1200000; i++)
 		put8(&dev, (uint8_t)(i * 31 + (i >> 9)));
+	put8(&dev, 0x00);       /* EOF */
 	assert_int_equal(mig_synth_open(&s, &sp, buf_write, &out, &e), 0);
 	for (uint64_t off = 0; off < blocks[0].used_length; off += MIG_PAGE_SIZE) {
 		memset(page, (int)(off >> 12), sizeof(page));

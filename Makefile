@@ -33,7 +33,7 @@ CPPFLAGS += -I. -D_GNU_SOURCE
 CFLAGS   += -std=c11 $(OPT) $(WARN) -MMD -MP -fno-strict-aliasing
 LDLIBS   += -lzstd -laio -lxxhash -lsqlite3 -ljansson -lpthread -lm
 
-MODULES  := restore snapd catalog format common
+MODULES  := snapd restore catalog format common
 # Link order: dependants first.
 LIBS     := $(foreach m,$(MODULES),$(O)/lib$(m).a)
 
@@ -59,15 +59,17 @@ $(O)/%.o: %.c
 
 PROGRAMS :=
 ifneq ($(wildcard snapd/main.c),)
-PROGRAMS += $(O)/snapd
-$(O)/snapd: $(O)/snapd/main.o $(LIBS)
+PROGRAMS += $(O)/bin/snapd
+$(O)/bin/snapd: $(O)/snapd/main.o $(LIBS)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 endif
 
 SNAPCTL_SRC := $(wildcard tools/*.c)
 ifneq ($(SNAPCTL_SRC),)
-PROGRAMS += $(O)/snapctl
-$(O)/snapctl: $(patsubst %.c,$(O)/%.o,$(SNAPCTL_SRC)) $(LIBS)
+PROGRAMS += $(O)/bin/snapctl
+$(O)/bin/snapctl: $(patsubst %.c,$(O)/%.o,$(SNAPCTL_SRC)) $(LIBS)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 endif
 

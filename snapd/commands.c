@@ -16,6 +16,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "restore/restore.h"
 #include "snapd/daemon.h"
 
 /* The "vm" argument, resolved; replies and returns NULL on failure. */
@@ -254,7 +255,126 @@ cmd_query_migrate(struct qmpd_req *req, json_t *args, void *ctx)
 	    (g = arg_guest(req, args, ctx)) == NULL)
 		return;
 	q = save_query(g);
+	if (q == NULL)
+		q = load_query(g);
 	qmpd_reply_ok(req, q != NULL ? q : json_object());
+}
+
+static void
+cmd_migrate_incoming(struct qmpd_req *req, json_t *args, void *ctx)
+{
+	load_start(ctx, req, args);
+}
+
+/* The optional "vm": a guest, or NULL for the daemon-wide list. */
+static bool
+caps_owner(struct qmpd_req *req, json_t *args, void *ctx, struct guest **g)
+{
+	const char *vm = NULL;
+
+	*g = NULL;
+	if (!qmpd_arg_str(req, args, "vm", false, &vm))
+		return false;
+	if (vm != NULL && (*g = arg_guest(req, args, ctx)) == NULL)
+		return false;
+	return true;
+}
+
+static void
+cmd_migrate_set_caps(struct qmpd_req *req, json_t *args, void *ctx)
+{
+	static const char *const allowed[] = { "vm", "capabilities", NULL };
+	struct snapd *d = ctx;
+	struct rst_cap list[RST_MAX_CAPS], *copy;
+	struct rst_cap **dst;
+	size_t n = 0, *ndst, old_n;
+	struct snap_err e;
+	struct guest *g;
+	json_t *arr, *c;
+	size_t i;
+
+	if (!qmpd_args_only(req, args, allowed) ||
+	    !caps_owner(req, args, ctx, &g) ||
+	    !qmpd_arg_array(req, args, "capabilities", true, &arr))
+		return;
+	dst = g ? &g->caps : &d->caps;
+	ndst = g ? &g->ncaps : &d->ncaps;
+	/* Merged into the existing list, as QEMU's command does. */
+	old_n = *dst ? *ndst : 0;
+	for (i = 0; i < old_n; i++)
+		list[n++] = (*dst)[i];
+	json_array_foreach(arr, i, c) {
+		const char *name = json_string_value(json_object_get(c, "capability"));
+		json_t *st = json_object_get(c, "state");
+		size_t k, m;
+
+		if (name == NULL || !json_is_boolean(st)) {
+			qmpd_reply_err(req, QMPD_GENERIC, "capability %zu must be "
+				       "{\"capability\": NAME, \"state\": BOOL}", i);
+			return;
+		}
+		for (k = 0; k < rst_cap_count(); k++)
+			if (strcmp(rst_cap_name(k), name) == 0)
+				break;
+		if (k == rst_cap_count()) {
+			qmpd_reply_err(req, QMPD_GENERIC, "unknown migration "
+				       "capability '%s'", name);
+			return;
+		}
+		for (m = 0; m < n; m++)
+			if (list[m].name == rst_cap_name(k))
+				break;
+		if (m == n && n == RST_MAX_CAPS) {
+			qmpd_reply_err(req, QMPD_GENERIC, "too many capabilities");
+			return;
+		}
+		list[m].name = rst_cap_name(k);
+		list[m].state = json_is_true(st);
+		n += m == n;
+	}
+	snap_err_clear(&e);
+	/* Refuse now what a restore would refuse later. */
+	{
+		struct rst_cap_plan plan;
+		int rc = rst_caps_resolve(NULL, 0, list, n, &plan, &e);
+		if (rc < 0) {
+			qmpd_reply_err(req, QMPD_GENERIC, "%s", snap_err_text(&e, rc));
+			return;
+		}
+	}
+	copy = malloc(n * sizeof(*copy) + 1);
+	if (copy == NULL) {
+		qmpd_reply_err(req, QMPD_GENERIC, "out of memory");
+		return;
+	}
+	memcpy(copy, list, n * sizeof(*copy));
+	free(*dst);
+	*dst = copy;
+	*ndst = n;
+	qmpd_reply_ok(req, NULL);
+}
+
+static void
+cmd_query_migrate_caps(struct qmpd_req *req, json_t *args, void *ctx)
+{
+	static const char *const allowed[] = { "vm", NULL };
+	struct snapd *d = ctx;
+	const struct rst_cap *list;
+	struct guest *g;
+	json_t *arr;
+	size_t n;
+
+	if (!qmpd_args_only(req, args, allowed) ||
+	    !caps_owner(req, args, ctx, &g))
+		return;
+	list = g && g->caps ? g->caps : d->caps;
+	n = g && g->caps ? g->ncaps : d->ncaps;
+	arr = json_array();
+	for (size_t i = 0; i < rst_cap_count(); i++)
+		json_array_append_new(arr, json_pack("{s:s, s:b}", "capability",
+			rst_cap_name(i), "state",
+			rst_cap_effective(rst_cap_name(i), list, n)));
+	qmpd_reply_ok(req, arr);
 }
 
 static json_t *
@@ -375,6 +495,9 @@ const struct qmpd_command snapd_commands[] = {
 	{ "migrate", cmd_migrate },
 	{ "migrate_cancel", cmd_migrate_cancel },
 	{ "query-migrate", cmd_query_migrate },
+	{ "migrate-incoming", cmd_migrate_incoming },
+	{ "migrate-set-capabilities", cmd_migrate_set_caps },
+	{ "query-migrate-capabilities", cmd_query_migrate_caps },
 	{ "query-snapshots", cmd_query_snapshots },
 	{ "snapshot-delete", cmd_snapshot_delete },
 	{ NULL, NULL },

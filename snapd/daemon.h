@@ -38,6 +38,13 @@
 
 struct cat_db;
 struct save_job;
+struct load_job;
+struct guest;
+struct rst_cap;
+
+/* Called once when a launched QEMU is ready (rc 0) or failed to start. */
+typedef void (*guest_ready_fn)(struct guest *g, int rc, const char *why,
+			       void *arg);
 
 enum guest_proc {
 	GUEST_OFF,
@@ -56,7 +63,14 @@ struct guest {
 	pid_t pid;
 	struct qmpc *qmp;
 	struct loop_timer *timer;   /* start/stop timeout */
-	struct qmpd_req *pending;   /* start/stop request awaiting QEMU */
+	struct qmpd_req *pending;   /* stop request awaiting QEMU's exit */
+	guest_ready_fn ready_fn;    /* who waits for the start */
+	void *ready_arg;
+	struct load_job *load;      /* the running restore, if any */
+	struct rst_cap *caps;       /* migrate-set-capabilities {vm} list */
+	size_t ncaps;
+	int64_t parent_id;          /* snapshot this QEMU was restored from */
+	bool remove_on_exit;        /* a failed clone: undefine once reaped */
 	uint64_t started_ns;
 	int exit_status;            /* last wait status, for reports */
 	char dir[4096];             /* guests/NAME */
@@ -72,6 +86,9 @@ struct snapd {
 	char home[4096];
 	const char *qemu;           /* QEMU binary */
 	struct guest *guests;
+	struct rst_cap *caps;       /* migrate-set-capabilities without vm */
+	size_t ncaps;
+	char **machines;            /* "qemu -machine help", NULL-terminated */
 	bool stopping;              /* SIGTERM received */
 };
 
@@ -81,10 +98,25 @@ const char *guest_proc_name(enum guest_proc p);
 /* Create a guest object (not started) from a validated spec (stolen). */
 int guest_add(struct snapd *d, struct guest_spec *spec, struct guest **out);
 void guest_remove(struct snapd *d, struct guest *g);
+/* How to launch QEMU beyond the spec. */
+struct guest_launch {
+	const char *ram_file;       /* map this snapshot file as main RAM */
+	bool incoming;              /* -incoming defer */
+	bool paused;                /* -S */
+};
+/*
+ * Launch QEMU; @fn is called when QMP is ready or the start failed. On an
+ * immediate failure returns negative with a message in @why and never
+ * calls @fn.
+ */
+int guest_launch(struct guest *g, const struct guest_launch *opt,
+		 guest_ready_fn fn, void *arg, char *why, size_t whylen);
 /* Start QEMU; replies to @req when QMP is ready or the start failed. */
 void guest_start(struct guest *g, struct qmpd_req *req);
 /* Ask QEMU to quit (kill after a timeout); replies when it has exited. */
 void guest_stop(struct guest *g, struct qmpd_req *req);
+/* Make QEMU quit now (no reply; the exit is reported as usual). */
+void guest_kill(struct guest *g);
 /* Reap children after SIGCHLD. */
 void guest_reap(struct snapd *d);
 /* A JSON description of @g for query commands. */
@@ -99,6 +131,14 @@ void save_on_qemu_event(struct guest *g, const char *name, json_t *data);
 void save_on_qemu_gone(struct guest *g);
 json_t *save_query(const struct guest *g);
 void save_cancel(struct guest *g, struct qmpd_req *req);
+
+/* load.c */
+void load_start(struct snapd *d, struct qmpd_req *req, json_t *args);
+void load_on_qemu_event(struct guest *g, const char *name, json_t *data);
+void load_on_qemu_gone(struct guest *g);
+/* The guest's QEMU has been reaped. */
+void load_on_exited(struct guest *g);
+json_t *load_query(const struct guest *g);
 
 /* commands.c */
 extern const struct qmpd_command snapd_commands[];

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "catalog/catalog.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -92,6 +93,7 @@ guest_remove(struct snapd *d, struct guest *g)
 	loop_timer_cancel(d->loop, g->timer);
 	json_decref(g->argv);
 	spec_free(g->spec);
+	free(g->caps);
 	free(g);
 }
 
@@ -167,8 +169,12 @@ on_qemu_event(struct qmpc *c, const char *name, json_t *data,
 	else if (strcmp(name, "RESUME") == 0)
 		set_run_state(g, "running");
 	if (strcmp(name, "MIGRATION") == 0 || strcmp(name, "MIGRATION_PASS") == 0) {
-		save_on_qemu_event(g, name, data);
-		return;   /* the save job reports these with the guest's name */
+		/* The save or load job reports these with the guest's name. */
+		if (g->load != NULL)
+			load_on_qemu_event(g, name, data);
+		else
+			save_on_qemu_event(g, name, data);
+		return;
 	}
 	/* Forward QEMU's own events, tagged with the guest. */
 	ev = data != NULL ? json_deep_copy(data) : json_object();
@@ -181,18 +187,13 @@ on_qemu_event(struct qmpc *c, const char *name, json_t *data,
 static void
 start_done(struct guest *g, int ok, const char *why)
 {
-	struct qmpd_req *req = g->pending;
+	guest_ready_fn fn = g->ready_fn;
 
-	g->pending = NULL;
+	g->ready_fn = NULL;
 	loop_timer_cancel(g->d->loop, g->timer);
 	g->timer = NULL;
-	if (req == NULL)
-		return;
-	if (ok)
-		qmpd_reply_ok(req, guest_to_json(g));
-	else
-		qmpd_reply_err(req, QMPD_GENERIC, "cannot start guest '%s': %s",
-			       g->spec->name, why);
+	if (fn != NULL)
+		fn(g, ok ? 0 : SNAP_EQEMU, why, g->ready_arg);
 }
 
 static void
@@ -218,6 +219,7 @@ on_qemu_state(struct qmpc *c, int status, void *arg)
 	}
 	/* The monitor went away: QEMU is exiting; reaping finishes the job. */
 	save_on_qemu_gone(g);
+	load_on_qemu_gone(g);
 }
 
 static void
@@ -332,8 +334,9 @@ spawn_qemu(const struct guest *g, struct qemu_argv *argv, int listen_fd)
 	return pid;
 }
 
-void
-guest_start(struct guest *g, struct qmpd_req *req)
+int
+guest_launch(struct guest *g, const struct guest_launch *opt,
+	     guest_ready_fn fn, void *arg, char *why, size_t whylen)
 {
 	struct qemu_run run = { .qemu = g->d->qemu, .qmp_listen_fd = 3 };
 	char qmp[4200], vnc[4200], serial[4200];
@@ -342,36 +345,39 @@ guest_start(struct guest *g, struct qmpd_req *req)
 	pid_t pid;
 
 	if (g->proc != GUEST_OFF && g->proc != GUEST_CRASHED) {
-		qmpd_reply_err(req, QMPD_GENERIC, "guest '%s' is already %s",
-			       g->spec->name, guest_proc_name(g->proc));
-		return;
+		snprintf(why, whylen, "guest '%s' is already %s", g->spec->name,
+			 guest_proc_name(g->proc));
+		return -EBUSY;
 	}
 	if ((rc = make_dirs(g)) < 0 ||
 	    (rc = snap_fmt(qmp, sizeof(qmp), "%s/qmp.sock", g->dir)) < 0 ||
 	    (rc = snap_fmt(vnc, sizeof(vnc), "%s/vnc.sock", g->dir)) < 0 ||
 	    (rc = snap_fmt(serial, sizeof(serial), "%s/serial.log", g->dir)) < 0) {
-		qmpd_reply_err(req, QMPD_GENERIC, "cannot prepare '%s': %s",
-			       g->dir, snap_strerror(rc));
-		return;
+		snprintf(why, whylen, "cannot prepare '%s': %s", g->dir,
+			 snap_strerror(rc));
+		return rc;
 	}
 	run.vnc_path = vnc;
 	run.serial_path = serial;
+	run.ram_file = opt->ram_file;
+	run.incoming = opt->incoming;
+	run.paused = opt->paused;
 	if ((rc = spec_build_argv(g->spec, &run, &argv)) < 0 ||
-	    (lfd = listen_unix(qmp)) < 0) {
-		rc = rc < 0 ? rc : lfd;
-		qmpd_reply_err(req, QMPD_GENERIC, "cannot start guest '%s': %s",
-			       g->spec->name, snap_strerror(rc));
+	    (rc = lfd = listen_unix(qmp)) < 0) {
+		snprintf(why, whylen, "cannot start guest '%s': %s",
+			 g->spec->name, snap_strerror(rc));
 		goto out;
 	}
 	pid = spawn_qemu(g, argv, lfd);
 	if (pid < 0) {
-		qmpd_reply_err(req, QMPD_GENERIC, "cannot start QEMU: %s",
-			       snap_strerror((int)pid));
+		rc = (int)pid;
+		snprintf(why, whylen, "cannot start QEMU: %s", snap_strerror(rc));
 		goto out;
 	}
 	g->pid = pid;
 	g->proc = GUEST_STARTING;
-	g->pending = req;
+	g->ready_fn = fn;
+	g->ready_arg = arg;
 	g->started_ns = snap_now_real_ns();
 	set_run_state(g, "prelaunch");
 	json_decref(g->argv);
@@ -385,10 +391,34 @@ guest_start(struct guest *g, struct qmpd_req *req)
 			 g->spec->name);
 		kill(pid, SIGKILL);
 	}
+	rc = 0;
 out:
 	if (lfd >= 0)
 		close(lfd);
 	argv_free(argv);
+	return rc;
+}
+
+static void
+start_replied(struct guest *g, int rc, const char *why, void *arg)
+{
+	struct qmpd_req *req = arg;
+
+	if (rc == 0)
+		qmpd_reply_ok(req, guest_to_json(g));
+	else
+		qmpd_reply_err(req, QMPD_GENERIC, "cannot start guest '%s': %s",
+			       g->spec->name, why);
+}
+
+void
+guest_start(struct guest *g, struct qmpd_req *req)
+{
+	static const struct guest_launch plain = { .ram_file = NULL };
+	char why[512];
+
+	if (guest_launch(g, &plain, start_replied, req, why, sizeof(why)) < 0)
+		qmpd_reply_err(req, QMPD_GENERIC, "%s", why);
 }
 
 static void
@@ -413,18 +443,12 @@ guest_stop(struct guest *g, struct qmpd_req *req)
 			       g->spec->name);
 		return;
 	}
-	if (g->pending != NULL) {
-		/* A start request is waiting: it fails now. */
+	if (g->ready_fn != NULL) {
+		/* Whoever waits for the start learns it failed. */
 		start_done(g, 0, "stopped while starting");
 	}
-	g->proc = GUEST_STOPPING;
+	guest_kill(g);
 	g->pending = req;
-	if (g->qmp != NULL)
-		qmpc_exec(g->qmp, "quit", NULL, -1, NULL, NULL);
-	else
-		kill(g->pid, SIGTERM);
-	loop_timer_cancel(g->d->loop, g->timer);
-	loop_timer_add(g->d->loop, STOP_TIMEOUT_MS, on_timeout, g, &g->timer);
 }
 
 static void
@@ -441,6 +465,10 @@ guest_exited(struct guest *g, int status)
 	loop_timer_cancel(g->d->loop, g->timer);
 	g->timer = NULL;
 	save_on_qemu_gone(g);
+	load_on_qemu_gone(g);
+	if (g->d->db != NULL)
+		cat_inuse_clear(g->d->db, g->spec->name, NULL);
+	g->parent_id = 0;
 	qemu_log_tail(g, tail, sizeof(tail));
 	if (WIFEXITED(status))
 		snprintf(why, sizeof(why), "QEMU exited with status %d%s%s",
@@ -465,6 +493,25 @@ guest_exited(struct guest *g, int status)
 		       "state", guest_proc_name(g->proc), "reason",
 		       was == GUEST_STOPPING ? "stopped" : why);
 	qmpd_event(g->d->qmpd, "GUEST_STOPPED", ev);
+	load_on_exited(g);
+	if (g->remove_on_exit && g->load == NULL) {
+		cat_guest_remove(g->d->db, g->spec->name, NULL);
+		guest_remove(g->d, g);
+	}
+}
+
+void
+guest_kill(struct guest *g)
+{
+	if (g->pid <= 0)
+		return;
+	g->proc = GUEST_STOPPING;
+	if (g->qmp != NULL)
+		qmpc_exec(g->qmp, "quit", NULL, -1, NULL, NULL);
+	else
+		kill(g->pid, SIGTERM);
+	loop_timer_cancel(g->d->loop, g->timer);
+	loop_timer_add(g->d->loop, STOP_TIMEOUT_MS, on_timeout, g, &g->timer);
 }
 
 void
@@ -514,16 +561,8 @@ guest_shutdown_all(struct snapd *d)
 		if (g->pid <= 0)
 			continue;
 		alive++;
-		if (g->proc != GUEST_STOPPING) {
-			g->proc = GUEST_STOPPING;
-			if (g->qmp != NULL)
-				qmpc_exec(g->qmp, "quit", NULL, -1, NULL, NULL);
-			else
-				kill(g->pid, SIGTERM);
-			loop_timer_cancel(d->loop, g->timer);
-			loop_timer_add(d->loop, STOP_TIMEOUT_MS, on_timeout, g,
-				       &g->timer);
-		}
+		if (g->proc != GUEST_STOPPING)
+			guest_kill(g);
 	}
 	return alive;
 }

@@ -251,7 +251,12 @@ worker(void *arg)
 	pthread_mutex_unlock(&j->mu);
 
 	if (v == VERDICT_COMMIT) {
-		rc = fmt_writer_set_meta(j->w, &j->meta, &j->worker_err);
+		const char *rs = j->was_running ? "running" : "paused";
+
+		rc = fmt_writer_set_entry(j->w, "snapd.run-state", rs, strlen(rs),
+					  &j->worker_err);
+		if (rc >= 0)
+			rc = fmt_writer_set_meta(j->w, &j->meta, &j->worker_err);
 		if (rc >= 0)
 			rc = fmt_writer_commit(j->w, &j->summary, &j->worker_err);
 	} else {
@@ -405,6 +410,7 @@ record_in_catalog(struct save_job *j)
 	s.created_ns = (int64_t)j->meta.created_ns;
 	s.save_duration_ns = (int64_t)j->meta.save_duration_ns;
 	s.live = j->live;
+	s.parent_id = j->g->parent_id;
 	rc = cat_snapshot_add(j->d->db, &s, NULL, &e);
 	if (rc < 0)
 		snap_err("guest '%s': snapshot '%s' saved but not cataloged "

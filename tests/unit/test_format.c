@@ -33,6 +33,12 @@
 
 #define PS 4096u
 
+/* What the committed golden files must keep giving. */
+#define GOLDEN_BASIC_ROOT   "db53b5f2a2cc6b22a4a5135580245969"
+#define GOLDEN_BASIC_SIZE   178000
+#define GOLDEN_MINIMAL_ROOT "0b0c99e22606c80065f510785dd1eea2"
+#define GOLDEN_MINIMAL_SIZE 21128
+
 static char disk_dir[4096];
 static char shm_dir[4096];
 
@@ -1219,6 +1225,198 @@ test_corrupt_page_and_devstate(void **state)
 	unlink(path);
 }
 
+/* ---- golden version-1 files ---------------------------------------------- */
+
+/*
+ * The golden files are written once by "test_format --write-golden DIR" and
+ * committed under tests/data/format/. These functions define what they
+ * hold; test_golden checks that the committed bytes still decode to exactly
+ * that, whatever later versions of the writer do.
+ */
+#define GOLDEN_DIR "tests/data/format"
+
+static uint8_t
+golden_ds(size_t i)
+{
+	return (uint8_t)("vmstate:cpu,apic,timer;"[i % 23] + (i / 1000));
+}
+
+static void
+golden_basic_model(struct model *m)
+{
+	static const uint64_t np[3] = { 32, 8, 2 };
+
+	model_init(m, np, 3);
+	for (uint64_t p = 0; p < 32; p++) {
+		if ((p % 5 == 2 && p != 7) || p == 9)
+			continue;
+		fill_page(m->b[0].data + p * PS, PS, 0, p, p == 7 ? 2 : 1);
+		m->b[0].present[p] = 1;
+	}
+	for (uint64_t p = 0; p < 8; p++) {
+		if (p == 4)
+			continue;
+		fill_page(m->b[1].data + p * PS, PS, 1, p, 1);
+		m->b[1].present[p] = 1;
+	}
+	fill_page(m->b[2].data, PS, 2, 0, 1);
+	m->b[2].present[0] = 1;
+	m->dslen = 5000;
+	m->ds = malloc(m->dslen);
+	assert_non_null(m->ds);
+	for (size_t i = 0; i < m->dslen; i++)
+		m->ds[i] = golden_ds(i);
+}
+
+static int
+write_golden(const char *dir)
+{
+	struct fmt_writer_opts o = { .align = 4096, .flags = FMT_W_BUFFERED };
+	struct fmt_block_decl d[3] = {
+		{ "pc.ram", 32 * PS, PS, true },
+		{ "vga.vram", 8 * PS, PS, false },
+		{ "/rom@etc/acpi/tables", 2 * PS, PS, false } };
+	struct fmt_block_decl dmin = { "pc.ram", 4 * PS, PS, true };
+	struct fmt_writer *w = NULL;
+	struct fmt_summary sum;
+	struct snap_err e;
+	struct fmt_meta me;
+	uint8_t page[PS], ds[5000];
+	char hex[33];
+	int rc;
+
+	/* v1-basic: pages in order, a re-sent page, data turned zero. */
+	rc = fmt_writer_open(&w, dir, "v1-basic.snap", &o, &e);
+	if (rc == 0)
+		rc = fmt_writer_declare(w, d, 3, &e);
+	for (unsigned b = 0; rc == 0 && b < 3; b++) {
+		for (uint64_t p = 0; rc == 0 && p < d[b].length / PS; p++) {
+			bool zero = (b == 0 && p % 5 == 2) || (b == 1 && p == 4) ||
+				    (b == 2 && p == 1);
+			fill_page(page, PS, b, p, 1);
+			rc = zero ? fmt_writer_put_zero(w, b, p, &e) :
+				    fmt_writer_put_page(w, b, p, page, &e);
+		}
+	}
+	fill_page(page, PS, 0, 7, 2);
+	if (rc == 0)
+		rc = fmt_writer_put_page(w, 0, 7, page, &e);
+	if (rc == 0)
+		rc = fmt_writer_put_zero(w, 0, 9, &e);
+	for (size_t i = 0; i < sizeof(ds); i++)
+		ds[i] = golden_ds(i);
+	for (size_t off = 0; rc == 0 && off < sizeof(ds); off += 1000)
+		rc = fmt_writer_devstate(w, ds + off, 1000, &e);
+	meta_for(&me);
+	if (rc == 0)
+		rc = fmt_writer_set_meta(w, &me, &e);
+	if (rc == 0)
+		rc = fmt_writer_set_entry(w, "qemu.preamble", "QEVM\0\0\0\3", 8,
+					  &e);
+	if (rc == 0)
+		rc = fmt_writer_set_entry(w, "ram.section", "ram\0\0\0\0\4", 8,
+					  &e);
+	if (rc == 0)
+		rc = fmt_writer_set_entry(w, "empty", "", 0, &e);
+	if (rc == 0)
+		rc = fmt_writer_commit(w, &sum, &e);
+	fmt_writer_free(w);
+	if (rc < 0)
+		goto out;
+	fmt_digest_hex(&sum.root, hex);
+	printf("%s root %s size %llu\n", sum.path, hex,
+	       (unsigned long long)sum.apparent_size);
+
+	/* v1-minimal: one all-zero block, nothing else. */
+	w = NULL;
+	rc = fmt_writer_open(&w, dir, "v1-minimal.snap", &o, &e);
+	if (rc == 0)
+		rc = fmt_writer_declare(w, &dmin, 1, &e);
+	if (rc == 0)
+		rc = fmt_writer_commit(w, &sum, &e);
+	fmt_writer_free(w);
+	if (rc < 0)
+		goto out;
+	fmt_digest_hex(&sum.root, hex);
+	printf("%s root %s size %llu\n", sum.path, hex,
+	       (unsigned long long)sum.apparent_size);
+out:
+	if (rc < 0)
+		fprintf(stderr, "write-golden: %s\n", snap_err_text(&e, rc));
+	return rc < 0 ? 1 : 0;
+}
+
+static void
+expect_root(const char *path, const char *hex, uint64_t size)
+{
+	struct fmt_reader *r;
+	struct fmt_stat st;
+	struct snap_err e;
+	char got[33];
+
+	assert_int_equal(fmt_reader_open(&r, path, &e), 0);
+	fmt_reader_stat(r, &st);
+	fmt_digest_hex(&st.root, got);
+	assert_string_equal(got, hex);
+	assert_int_equal(st.apparent_size, size);
+	assert_int_equal(st.version_major, 1);
+	assert_int_equal(st.version_minor, 0);
+	fmt_reader_free(r);
+}
+
+static void
+test_golden_basic(void **state)
+{
+	struct model m;
+	const char *path = GOLDEN_DIR "/v1-basic.snap";
+
+	(void)state;
+	golden_basic_model(&m);
+	check_model(&m, path);
+	check_devstate(&m, path);
+	expect_root(path, GOLDEN_BASIC_ROOT, GOLDEN_BASIC_SIZE);
+	model_free(&m);
+}
+
+static void
+test_golden_minimal(void **state)
+{
+	struct fmt_reader *r;
+	struct fmt_block_info bi;
+	struct fmt_verify_result vr;
+	const struct fmt_meta *me;
+	struct fmt_stat st;
+	struct snap_err e;
+	uint8_t page[PS], zero[PS] = { 0 };
+	const char *path = GOLDEN_DIR "/v1-minimal.snap";
+
+	(void)state;
+	expect_root(path, GOLDEN_MINIMAL_ROOT, GOLDEN_MINIMAL_SIZE);
+	assert_int_equal(fmt_reader_open(&r, path, &e), 0);
+	fmt_reader_stat(r, &st);
+	assert_int_equal(st.nblocks, 1);
+	assert_int_equal(st.present_pages, 0);
+	assert_int_equal(st.devstate_raw, 0);
+	assert_int_equal(st.nentries, 0);
+	assert_int_equal(fmt_reader_block(r, 0, &bi), 0);
+	assert_string_equal(bi.idstr, "pc.ram");
+	assert_int_equal(bi.length, 4 * PS);
+	assert_true(bi.main);
+	for (uint64_t p = 0; p < 4; p++) {
+		assert_int_equal(fmt_reader_read_page(r, 0, p, page, &e), 0);
+		assert_memory_equal(page, zero, PS);
+	}
+	me = fmt_reader_meta(r);
+	assert_string_equal(me->guest_name, "");
+	assert_string_equal(me->guest_spec, "");
+	assert_int_equal(me->created_ns, 0);
+	assert_int_equal(me->save_mode, FMT_SAVE_UNKNOWN);
+	assert_int_equal(fmt_reader_verify(r, NULL, &vr, &e), 0);
+	assert_int_equal(vr.pages_checked, 0);
+	assert_int_equal(fmt_reader_devstate(r, ds_sink, NULL, &e), 0);
+	fmt_reader_free(r);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1238,9 +1436,11 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_corrupt_sections),
 		cmocka_unit_test(test_corrupt_offsets),
 		cmocka_unit_test(test_corrupt_page_and_devstate),
+		cmocka_unit_test(test_golden_basic),
+		cmocka_unit_test(test_golden_minimal),
 	};
 
-	(void)argc;
-	(void)argv;
+	if (argc == 3 && strcmp(argv[1], "--write-golden") == 0)
+		return write_golden(argv[2]);
 	return cmocka_run_group_tests(tests, setup_dirs, teardown_dirs);
 }

@@ -87,6 +87,7 @@ struct save_job {
 	enum verdict verdict;
 	struct fmt_meta meta;       /* set by the loop with the verdict */
 	char *spec_json, *argv_json, *caps_json;
+	json_t *user_caps;          /* migrate's own capabilities, applied last */
 
 	/* Owned by the worker while it runs. */
 	pthread_t thread;
@@ -283,6 +284,7 @@ job_free(struct save_job *j)
 	free(j->spec_json);
 	free(j->argv_json);
 	free(j->caps_json);
+	json_decref(j->user_caps);
 	pthread_mutex_destroy(&j->mu);
 	pthread_cond_destroy(&j->cv);
 	free(j);
@@ -659,6 +661,13 @@ step_stopped(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
 			 "capability", "return-path", "state", 0,
 			 "capability", "x-ignore-shared", "state", 0,
 			 "capability", "auto-converge", "state", 0);
+	/*
+	 * A migrate request's own capabilities come last and win; the parser
+	 * refuses whatever stream shape they lead to that a snapshot cannot
+	 * hold.
+	 */
+	if (j->user_caps != NULL)
+		json_array_extend(caps, j->user_caps);
 	j->caps_json = json_dumps(caps, JSON_COMPACT);
 	qmpc_exec(c, "migrate-set-capabilities",
 		  json_pack("{s:o}", "capabilities", caps), -1, step_caps, g);
@@ -709,11 +718,19 @@ save_start(struct guest *g, struct qmpd_req *req, json_t *args, bool qemu_named)
 			       "guest '%s' is already being saved", g->spec->name);
 		return;
 	}
-	if (caps != NULL && json_array_size(caps) > 0) {
-		qmpd_reply_err(req, QMPD_GENERIC,
-			       "migrate: capabilities for a save are chosen by "
-			       "snapd; give none");
-		return;
+	if (caps != NULL) {
+		size_t i;
+		json_t *c;
+		json_array_foreach(caps, i, c) {
+			if (!json_is_string(json_object_get(c, "capability")) ||
+			    !json_is_boolean(json_object_get(c, "state"))) {
+				qmpd_reply_err(req, QMPD_GENERIC,
+					       "capability %zu must be "
+					       "{\"capability\": NAME, "
+					       "\"state\": BOOL}", i);
+				return;
+			}
+		}
 	}
 	if (disks != NULL && strcmp(disks, "readonly") != 0 &&
 	    strcmp(disks, "external") != 0) {
@@ -839,6 +856,7 @@ save_start(struct guest *g, struct qmpd_req *req, json_t *args, bool qemu_named)
 		json_decref(sj);
 		j->argv_json = g->argv ? json_dumps(g->argv, JSON_COMPACT) : NULL;
 	}
+	j->user_caps = json_incref(caps);
 	g->save = j;
 	j->state = SAVE_PREPARE;
 	qmpd_reply_ok(req, json_pack("{s:s, s:s, s:s}", "vm", g->spec->name,

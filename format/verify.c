@@ -238,17 +238,18 @@ fmt_reader_verify(struct fmt_reader *r, const struct fmt_verify_opts *opts,
 	v.err = err;
 	v.total = present_bytes(r);
 	v.next_progress = PROGRESS_STEP;
-	for (unsigned i = 0; i < QD; i++) {
+	if (!v.o->buffered) {
+		dfd = open(r->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+		if (dfd >= 0 && io_setup(QD, &ctx) == 0)
+			ctx_ok = true;
+	}
+	/* Buffered reads need one buffer, direct ones one per read in flight. */
+	for (unsigned i = 0; i < (ctx_ok ? QD : 1); i++) {
 		if (posix_memalign((void **)&cs[i].buf, 4096,
 				   SNAP_MAX(CHUNK, (size_t)FMT_MAX_PAGE_SIZE)) != 0) {
 			rc = snap_err_set(err, -ENOMEM, 0, "out of memory");
 			goto out;
 		}
-	}
-	if (!v.o->buffered) {
-		dfd = open(r->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
-		if (dfd >= 0 && io_setup(QD, &ctx) == 0)
-			ctx_ok = true;
 	}
 	if (ctx_ok) {
 		v.res.direct = true;

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "common/err.h"
 #include "common/util.h"
 #include "format/migstream.h"
@@ -25,7 +27,8 @@ struct out {
 };
 
 struct run {
-	uint64_t hash;          /* FNV-1a over every event */
+	uint64_t hash;          /* over every event, in order */
+	XXH3_state_t *dev;      /* over the device state, chunking aside */
 	struct mig_synth *synth;
 	struct out out;
 	bool ram_ended;
@@ -36,10 +39,7 @@ struct run {
 static void
 mix(struct run *r, const void *d, size_t n)
 {
-	const uint8_t *b = d;
-
-	for (size_t i = 0; i < n; i++)
-		r->hash = (r->hash ^ b[i]) * 0x100000001b3ull;
+	r->hash = XXH3_64bits_withSeed(d, n, r->hash) ^ (r->hash >> 7);
 }
 
 static int
@@ -122,7 +122,7 @@ f_device(void *opaque, const uint8_t *buf, size_t len)
 {
 	struct run *r = opaque;
 
-	mix(r, buf, len);
+	XXH3_64bits_update(r->dev, buf, len);
 	if (r->synth) {
 		if (!r->ram_ended && mig_synth_ram_end(r->synth) < 0)
 			abort();
@@ -147,7 +147,10 @@ parse(const uint8_t *s, size_t n, size_t chunk, struct run *r)
 	struct mig_stats st;
 	int rc = 0;
 
-	r->hash = 0xcbf29ce484222325ull;
+	r->hash = 0x9E3779B97F4A7C15ull;
+	if (!r->dev && !(r->dev = XXH3_createState()))
+		return -1;
+	XXH3_64bits_reset(r->dev);
 	if (mig_parser_open(&p, &ops, r) < 0)
 		return -1;
 	for (size_t o = 0; o < n && rc == 0; o += chunk)
@@ -157,6 +160,7 @@ parse(const uint8_t *s, size_t n, size_t chunk, struct run *r)
 	mig_parser_stats(p, &st);
 	if (st.bytes > n)
 		abort();
+	r->hash ^= XXH3_64bits_digest(r->dev);
 	mig_parser_free(p);
 	return rc;
 }
@@ -165,6 +169,7 @@ static void
 run_free(struct run *r)
 {
 	mig_synth_free(r->synth);
+	XXH3_freeState(r->dev);
 	free(r->out.p);
 	free(r->pre);
 	memset(r, 0, sizeof(*r));

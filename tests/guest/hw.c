@@ -211,8 +211,11 @@ hw_init(void)
 	outb(COM1 + 2, 0xc7);
 	outb(COM1 + 4, 0x03);
 
+	/* Blank screen, no cursor: only the tick line ever changes. */
 	for (int i = 0; i < 80 * 25; i++)
 		VGA_TEXT[i] = 0x0720;
+	outb(0x3d4, 0x0a);
+	outb(0x3d5, 0x20);
 
 	for (int v = 0; v < 32; v++)
 		idt_set(v, exc_table[v]);

@@ -93,6 +93,11 @@ static void
 on_signal(int sig)
 {
 	kill_all_now();
+	/*
+	 * nftw is not async-signal-safe, but the one test thread is stopped
+	 * here and leaving a directory behind on every ^C is worse.
+	 */
+	rm_tree(tmpdir);
 	signal(sig, SIG_DFL);
 	raise(sig);
 }

@@ -129,12 +129,36 @@ check_model(struct hn_qemu *q)
 	assert_true(zero > pages / 10 && zero < pages / 2);
 }
 
+static uint8_t *read_file(const char *path, size_t *len);
+
+/* A screendump of @q as a 720x400 PPM; returns the pixels (3 bytes each). */
+static uint8_t *
+screendump(struct hn_qemu *q, const char *name)
+{
+	char *path = NULL;
+	static const char hdr[] = "P6\n720 400\n255\n";
+	uint8_t *buf;
+	size_t len;
+
+	assert_true(asprintf(&path, "%s/%s", hn_qemu_dir(q), name) > 0);
+	CHECK(q, hn_qemu_execf(q, NULL, "screendump", "{s:s}", "filename",
+			       path));
+	buf = read_file(path, &len);
+	assert_int_equal(len, sizeof(hdr) - 1 + 720 * 400 * 3);
+	assert_memory_equal(buf, hdr, sizeof(hdr) - 1);
+	memmove(buf, buf + sizeof(hdr) - 1, len - (sizeof(hdr) - 1));
+	free(path);
+	return buf;
+}
+
 static void
 test_boot_i440fx(void **state)
 {
 	struct hn_qemu *q = boot("pc-i440fx-7.2", GUEST_ARGS("dirty=32"));
+	const size_t row = 720 * 3, text_line = 16 * row;
 	struct hn_verdict v;
 	uint64_t t1, t2;
+	uint8_t *s1, *s2;
 
 	(void)state;
 	check_model(q);
@@ -142,10 +166,20 @@ test_boot_i440fx(void **state)
 	CHECK(q, hn_wait_verdict(q, &v, HN_TICK_TIMEOUT_MS));
 	assert_true(v.ok);
 	assert_int_equal(v.tick, t1);
+	s1 = screendump(q, "s1.ppm");
 	CHECK(q, hn_wait_tick(q, &t2, HN_TICK_TIMEOUT_MS));
 	assert_int_equal(t2, t1 + 1);
 	CHECK(q, hn_wait_verdict(q, &v, HN_TICK_TIMEOUT_MS));
 	assert_true(v.ok);
+	CHECK(q, hn_wait_tick(q, &t2, HN_TICK_TIMEOUT_MS));
+	CHECK(q, hn_wait_tick(q, &t2, HN_TICK_TIMEOUT_MS));
+	s2 = screendump(q, "s2.ppm");
+	/* The tick line changed; nothing else on the screen did. */
+	assert_memory_not_equal(s1, s2, text_line);
+	assert_memory_equal(s1 + text_line, s2 + text_line,
+			    400 * row - text_line);
+	free(s1);
+	free(s2);
 	assert_int_equal(hn_qemu_quit(q, 30000), 0);
 }
 

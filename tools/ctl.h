@@ -1,0 +1,36 @@
+/*
+ * tools/ctl.h: what the snapctl command files share with tools/snapctl.c.
+ *
+ * Each command is a function taking the arguments after the command name
+ * (argv[0] is the command name) and returning the process exit status, one
+ * of the CTL_EXIT_* values. Commands print their own output and errors
+ * (through common/log.h). A new command is a function declared here and a
+ * row in the table in tools/snapctl.c.
+ */
+#ifndef SNAP_TOOLS_CTL_H
+#define SNAP_TOOLS_CTL_H
+
+/* Exit statuses of snapctl, documented in snapctl(1). */
+enum ctl_exit {
+	CTL_EXIT_OK      = 0,   /* success; for verify: the file is good */
+	CTL_EXIT_CORRUPT = 1,   /* the file is corrupt or not a snapshot */
+	CTL_EXIT_USAGE   = 2,   /* bad command line */
+	CTL_EXIT_ERROR   = 3,   /* could not do it: I/O error, unsupported
+				   version, daemon unreachable, ... */
+};
+
+struct ctl_cmd {
+	const char *name;
+	const char *args;       /* synopsis of the arguments */
+	const char *summary;
+	int (*run)(int argc, char **argv);
+};
+
+/* tools/ctl_file.c: offline commands on snapshot files. */
+int ctl_inspect(int argc, char **argv);
+int ctl_verify(int argc, char **argv);
+
+/* Map a common/err.h code from opening or checking a file to an exit status. */
+int ctl_exit_for(int code);
+
+#endif

@@ -1,0 +1,76 @@
+/*
+ * tools/snapctl.c: the snapctl entry point. Parses the global options,
+ * finds the command in the table and runs it; the commands live in their
+ * own files (tools/ctl_*.c) and return the exit status.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "format/format.h"
+#include "tools/ctl.h"
+
+#define SNAPCTL_VERSION "0.1"
+
+static const struct ctl_cmd commands[] = {
+	{ "inspect", "FILE [--json]",
+	  "show what a snapshot file holds (offline)", ctl_inspect },
+	{ "verify", "FILE [--json]",
+	  "check every page and section of a snapshot file (offline)",
+	  ctl_verify },
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: snapctl [--help | --version] COMMAND [ARGS]\n\n"
+		"commands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-8s %-16s %s\n", commands[i].name,
+			commands[i].args, commands[i].summary);
+	fprintf(f, "\nexit status: 0 success (verify: good), 1 corrupt file, "
+		"2 usage error, 3 other error\nsee snapctl(1)\n");
+}
+
+int
+ctl_exit_for(int code)
+{
+	if (code >= 0)
+		return CTL_EXIT_OK;
+	switch (code) {
+	case SNAP_ECORRUPT:
+	case SNAP_EMAGIC:
+	case SNAP_ECHECKSUM:
+	case SNAP_ETRUNC:
+	case SNAP_ELIMIT:
+		return CTL_EXIT_CORRUPT;
+	default:
+		return CTL_EXIT_ERROR;
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	snap_log_init("snapctl", SNAP_LOG_INFO, 0);
+	if (argc < 2) {
+		usage(stderr);
+		return CTL_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return CTL_EXIT_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("snapctl %s (snapshot format %d.%d)\n", SNAPCTL_VERSION,
+		       FMT_VERSION_MAJOR, FMT_VERSION_MINOR);
+		return CTL_EXIT_OK;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].run(argc - 1, argv + 1);
+	snap_err("unknown command '%s' (see snapctl --help)", argv[1]);
+	return CTL_EXIT_USAGE;
+}

@@ -227,3 +227,17 @@ snap_is_zero(const void *p, size_t len)
 			return false;
 	return true;
 }
+
+int
+snap_default_store(char *buf, size_t size)
+{
+	const char *x = getenv("XDG_STATE_HOME"), *h = getenv("HOME");
+
+	if (geteuid() == 0)
+		return snap_fmt(buf, size, "/var/lib/qemu-snapd");
+	if (x != NULL && x[0] == '/')
+		return snap_fmt(buf, size, "%s/qemu-snapd", x);
+	if (h != NULL && h[0] == '/')
+		return snap_fmt(buf, size, "%s/.local/state/qemu-snapd", h);
+	return -ENOENT;
+}

@@ -139,6 +139,14 @@ uint64_t snap_now_real_ns(void);
 /* fsync the directory that contains @path (for atomic publication). */
 int snap_fsync_parent(const char *path);
 
+/*
+ * The default store directory of snapd and snapctl: /var/lib/qemu-snapd for
+ * root, else $XDG_STATE_HOME/qemu-snapd or ~/.local/state/qemu-snapd.
+ * (Never the snap package manager's /var/lib/snapd.) Returns 0, -ENOENT
+ * when no home directory is known, -ENAMETOOLONG.
+ */
+int snap_default_store(char *buf, size_t size);
+
 /* True when all @len bytes at @p are zero. Fast on aligned page buffers. */
 bool snap_is_zero(const void *p, size_t len);
 

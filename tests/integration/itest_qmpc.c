@@ -51,7 +51,7 @@ struct t {
 
 static struct t T;
 
-static void
+static void __attribute__((format(printf, 1, 2)))
 logf_(const char *fmt, ...)
 {
 	va_list ap;

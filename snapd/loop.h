@@ -50,7 +50,8 @@ void loop_stop(struct loop *l);
 
 /*
  * Watch @fd for @events (LOOP_IN and/or LOOP_OUT; ERR and HUP are always
- * reported). Returns 0 and *out, or -errno.
+ * reported). One watch per fd: a second one gives -EEXIST. Returns 0 and
+ * *out, or -errno.
  */
 int loop_watch_fd(struct loop *l, int fd, uint32_t events, loop_fd_fn fn,
 		  void *arg, struct loop_watch **out);
@@ -63,12 +64,15 @@ void loop_unwatch(struct loop *l, struct loop_watch *w);
 
 /*
  * Call @fn once after @ms milliseconds (monotonic clock). Returns 0 and
- * *out, or -errno. The timer is freed after @fn returns.
+ * *out (@out may be NULL), or -errno. The timer is freed after @fn returns.
+ * Timers due at the same time fire in the order they were added; a timer
+ * added by a timer callback fires at the earliest in the next iteration.
  */
 int loop_timer_add(struct loop *l, uint64_t ms, loop_fn fn, void *arg,
 		   struct loop_timer **out);
 
-/* Cancel a pending timer and free it. NULL ok; not after it fired. */
+/* Cancel a pending timer and free it. NULL ok; not after it fired (from
+ * its own callback it is a no-op: the timer is freed when that returns). */
 void loop_timer_cancel(struct loop *l, struct loop_timer *t);
 
 /*

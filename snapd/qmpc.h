@@ -64,8 +64,10 @@ void qmpc_free(struct qmpc *c);
  * Queue a command. @args is stolen (NULL for none). If @fd >= 0 it is sent
  * with the command's bytes by SCM_RIGHTS (for getfd/add-fd); qmpc dups it,
  * so the caller keeps its own @fd. @fn may be NULL (reply ignored).
- * Returns 0, or -ENOTCONN once the connection has ended, -ENOMEM.
- * Commands may be queued before the handshake finished.
+ * Returns 0, or -ENOTCONN once the connection has ended, -ENOMEM, or the
+ * -errno of duplicating @fd. Commands may be queued before the handshake
+ * finished. Nothing is written from inside this call (the loop writes), so
+ * callbacks never run re-entrantly from it.
  */
 int qmpc_exec(struct qmpc *c, const char *command, json_t *args, int fd,
 	      qmpc_reply_fn fn, void *arg);

@@ -99,11 +99,12 @@ int cat_step_done(struct cat_db *db, sqlite3_stmt *st, struct snap_err *err,
 
 /*
  * Atomic unit for one API call: BEGIN IMMEDIATE when no transaction is
- * open, else a savepoint. cat_op_end() commits (rc >= 0) or rolls back
- * (rc < 0) and returns rc, or the commit's failure.
+ * open, else a savepoint; *@outer says which. cat_op_end(), given that
+ * flag, commits or releases (rc >= 0) or rolls back (rc < 0) and returns
+ * rc, or the commit's failure.
  */
-int cat_op_begin(struct cat_db *db, struct snap_err *err);
-int cat_op_end(struct cat_db *db, int rc, struct snap_err *err);
+int cat_op_begin(struct cat_db *db, bool *outer, struct snap_err *err);
+int cat_op_end(struct cat_db *db, bool outer, int rc, struct snap_err *err);
 
 /* Text of enum values as stored in the database, and back (-EINVAL). */
 int cat_guest_state_parse(const char *s);
@@ -137,8 +138,11 @@ struct cat_migration {
 int cat_db_migrate(struct cat_db *db, const struct cat_migration *steps,
 		   size_t n, struct snap_err *err);
 
-/* Open without migrating (rebuild and tests); same checks otherwise. */
-int cat_db_open_raw(const char *dbpath, const char *store, bool create,
-		    struct cat_db **out, struct snap_err *err);
+/*
+ * cat_db_open() on an explicit database file @dbpath for the store @store
+ * (rebuild builds its new database under a temporary name).
+ */
+int cat_db_open_file(const char *dbpath, const char *store, bool create,
+		     struct cat_db **out, struct snap_err *err);
 
 #endif

@@ -233,17 +233,18 @@ exec(struct cat_db *db, const char *sql, struct snap_err *err)
 }
 
 int
-cat_op_begin(struct cat_db *db, struct snap_err *err)
+cat_op_begin(struct cat_db *db, bool *outer, struct snap_err *err)
 {
-	if (sqlite3_get_autocommit(db->h))
+	*outer = sqlite3_get_autocommit(db->h) != 0;
+	if (*outer)
 		return exec(db, "BEGIN IMMEDIATE", err);
+	/* Nested savepoints may share a name: the innermost is meant. */
 	return exec(db, "SAVEPOINT cat_op", err);
 }
 
 int
-cat_op_end(struct cat_db *db, int rc, struct snap_err *err)
+cat_op_end(struct cat_db *db, bool outer, int rc, struct snap_err *err)
 {
-	bool outer = !db->in_tx;
 	int rc2;
 
 	if (rc >= 0) {
@@ -465,9 +466,9 @@ out:
 	return rc;
 }
 
-int
-cat_db_open_raw(const char *dbpath, const char *store, bool create,
-		struct cat_db **out, struct snap_err *err)
+static int
+open_raw(const char *dbpath, const char *store, bool create,
+	 struct cat_db **out, struct snap_err *err)
 {
 	struct cat_db *db;
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW;
@@ -522,10 +523,29 @@ out:
 }
 
 int
+cat_db_open_file(const char *dbpath, const char *store, bool create,
+		 struct cat_db **out, struct snap_err *err)
+{
+	struct cat_db *db = NULL;
+	int rc;
+
+	rc = open_raw(dbpath, store, create, &db, err);
+	if (rc < 0)
+		goto out;
+	rc = cat_db_migrate(db, migrations, SNAP_ARRAY_SIZE(migrations), err);
+	if (rc < 0)
+		goto out;
+	*out = db;
+	db = NULL;
+out:
+	db_free(db);
+	return rc;
+}
+
+int
 cat_db_open(const char *store, unsigned flags, struct cat_db **out,
 	    struct snap_err *err)
 {
-	struct cat_db *db = NULL;
 	char path[PATH_MAX];
 	bool create = flags & CAT_OPEN_CREATE;
 	int rc;
@@ -553,16 +573,8 @@ cat_db_open(const char *store, unsigned flags, struct cat_db **out,
 		if (rc < 0)
 			goto out;
 	}
-	rc = cat_db_open_raw(path, store, create, &db, err);
-	if (rc < 0)
-		goto out;
-	rc = cat_db_migrate(db, migrations, SNAP_ARRAY_SIZE(migrations), err);
-	if (rc < 0)
-		goto out;
-	*out = db;
-	db = NULL;
+	rc = cat_db_open_file(path, store, create, out, err);
 out:
-	db_free(db);
 	return rc;
 }
 

@@ -266,13 +266,13 @@ cat_guest_remove(struct cat_db *db, const char *name, struct snap_err *err)
 {
 	sqlite3_stmt *st;
 	int64_t id;
-	bool has;
+	bool has, outer;
 	int rc;
 
 	rc = check_name(name, err);
 	if (rc < 0)
 		return rc;
-	rc = cat_op_begin(db, err);
+	rc = cat_op_begin(db, &outer, err);
 	if (rc < 0)
 		return rc;
 	rc = cat_guest_id(db, name, &id, err);
@@ -300,7 +300,7 @@ cat_guest_remove(struct cat_db *db, const char *name, struct snap_err *err)
 	sqlite3_bind_int64(st, 1, id);
 	rc = cat_step_done(db, st, err, "cannot remove guest");
 out:
-	return cat_op_end(db, rc, err);
+	return cat_op_end(db, outer, rc, err);
 }
 
 void

@@ -210,6 +210,7 @@ cat_snapshot_add(struct cat_db *db, const struct cat_snapshot *s,
 	char path[PATH_MAX];
 	sqlite3_stmt *st;
 	int64_t gid, sid = 0;
+	bool outer;
 	int rc;
 
 	rc = check_snapshot(s, err);
@@ -224,7 +225,7 @@ cat_snapshot_add(struct cat_db *db, const struct cat_snapshot *s,
 		return snap_err_set(err, -ENAMETOOLONG, 0, "path too long '%s'",
 				    s->path);
 	}
-	rc = cat_op_begin(db, err);
+	rc = cat_op_begin(db, &outer, err);
 	if (rc < 0)
 		return rc;
 	rc = cat_guest_id(db, s->guest, &gid, err);
@@ -276,7 +277,7 @@ cat_snapshot_add(struct cat_db *db, const struct cat_snapshot *s,
 			goto out;
 	}
 out:
-	rc = cat_op_end(db, rc, err);
+	rc = cat_op_end(db, outer, rc, err);
 	if (rc >= 0 && id != NULL)
 		*id = sid;
 	return rc;
@@ -462,12 +463,13 @@ cat_snapshot_delete(struct cat_db *db, int64_t id, unsigned flags,
 {
 	char path[PATH_MAX] = "";
 	sqlite3_stmt *st = NULL;
+	bool outer;
 	int rc;
 
 	if (flags & ~CAT_DELETE_KEEP_FILE)
 		return snap_err_set(err, -EINVAL, 0, "unknown delete flags %#x",
 				    flags);
-	rc = cat_op_begin(db, err);
+	rc = cat_op_begin(db, &outer, err);
 	if (rc < 0)
 		return rc;
 	rc = cat_stmt(db, Q_INUSE_COUNT, &st, err);
@@ -522,7 +524,7 @@ cat_snapshot_delete(struct cat_db *db, int64_t id, unsigned flags,
 				  path, strerror(errno));
 out:
 	sqlite3_reset(st);
-	return cat_op_end(db, rc, err);
+	return cat_op_end(db, outer, rc, err);
 }
 
 static int

@@ -29,6 +29,7 @@
 #include "catalog/catalog.h"
 #include "catalog/catalog_int.h"
 #include "common/util.h"
+#include "format/format.h"
 
 #define S  1000000000LL
 #define T0 (1700000000LL * S)
@@ -1127,6 +1128,406 @@ test_killed_mid_transaction(void **state)
 	}
 }
 
+
+/* ---- reconcile and rebuild ---------------------------------------------- */
+
+/* Write a real snapshot file @dir/@file with the format writer. */
+static void
+make_snap(const char *dir, const char *file, const char *guest,
+	  const char *name, const char *parent, uint64_t created,
+	  struct fmt_summary *sum)
+{
+	struct fmt_writer_opts o = { .flags = FMT_W_BUFFERED | FMT_W_NO_FSYNC };
+	struct fmt_block_decl b = { .idstr = "pc.ram", .length = 16 * 4096,
+				    .page_size = 4096, .main = true };
+	struct fmt_meta m = {
+		.guest_name = guest, .snapshot_name = name,
+		.guest_spec = "{\"memory\":\"64K\"}", .qemu_version = "7.2.0",
+		.machine_type = "pc-i440fx-7.2",
+		.capabilities = "{\"x-ignore-shared\":true}",
+		.parent = parent, .created_ns = created,
+		.save_duration_ns = 42, .save_mode = FMT_SAVE_LIVE,
+	};
+	struct fmt_writer *w = NULL;
+	struct fmt_summary local;
+	struct snap_err e;
+	uint8_t page[4096];
+
+	memset(page, 0xab, sizeof(page));
+	if (fmt_writer_open(&w, dir, file, &o, &e) != 0 ||
+	    fmt_writer_declare(w, &b, 1, &e) != 0 ||
+	    fmt_writer_put_page(w, 0, 0, page, &e) != 0 ||
+	    fmt_writer_put_page(w, 0, 5, page, &e) != 0 ||
+	    fmt_writer_devstate(w, "dev", 3, &e) != 0 ||
+	    fmt_writer_set_meta(w, &m, &e) != 0 ||
+	    fmt_writer_commit(w, sum != NULL ? sum : &local, &e) != 0)
+		fail_msg("make_snap %s/%s: %s", dir, file, e.msg);
+	fmt_writer_free(w);
+}
+
+/* Register a row for a file made by make_snap(). */
+static int64_t
+add_from(struct cat_db *db, const char *guest, const char *name,
+	 const struct fmt_summary *sum, uint64_t size_delta)
+{
+	struct cat_snapshot s = sample(guest, name, T0);
+	struct snap_err e;
+	int64_t id = 0;
+
+	s.apparent_size = sum->apparent_size + size_delta;
+	if (cat_snapshot_add(db, &s, &id, &e) != 0)
+		fail_msg("add %s: %s", name, e.msg);
+	return id;
+}
+
+struct fixlog {
+	size_t n;
+	struct {
+		enum cat_fix_kind kind;
+		char path[256];
+		int64_t id;
+		int error;
+	} v[64];
+};
+
+static void
+log_fix(void *ctx, const struct cat_fix *f)
+{
+	struct fixlog *l = ctx;
+
+	assert_true(l->n < SNAP_ARRAY_SIZE(l->v));
+	l->v[l->n].kind = f->kind;
+	snap_strlcpy(l->v[l->n].path, f->path, sizeof(l->v[l->n].path));
+	l->v[l->n].id = f->id;
+	l->v[l->n].error = f->error;
+	assert_non_null(f->detail);
+	l->n++;
+}
+
+/* The fix of @kind for @path in @l, or fail. */
+static int
+fix_index(const struct fixlog *l, enum cat_fix_kind kind, const char *path)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].kind == kind && strcmp(l->v[i].path, path) == 0)
+			return (int)i;
+	fail_msg("no %s fix for '%s'", cat_fix_kind_name(kind), path);
+	return -1;
+}
+
+static void
+put(const char *dir, const char *name, size_t len)
+{
+	char p[PATH_MAX + 64];
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	write_file(p, len);
+}
+
+static bool
+exists_in(const char *dir, const char *name)
+{
+	char p[PATH_MAX + 64];
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	return access(p, F_OK) == 0;
+}
+
+/*
+ * A store with each kind of inconsistency:
+ *   vm/a.snap      row and file agree              -> nothing
+ *   vm/b.snap      row, no file                    -> missing
+ *   vm/c.snap      row marked missing, file back   -> returned
+ *   vm/d.snap      row with another size           -> size-changed
+ *   vm/e.snap      file, no row, parent "a"        -> adopted, parent linked
+ *   newvm/f.snap   file of an unknown guest        -> adopted, guest added
+ *   vm/junk.snap   not a snapshot file, no row     -> adopted-corrupt
+ *   vm/.e2.snap.tmp-ABCDEF, snapshots/.x.tmp-1     -> temp-removed
+ *   vm/notes.txt, snapshots/README, vm/sub/        -> stray, untouched
+ *   /abs row outside the store, file gone          -> missing
+ */
+static void
+build_messy_store(struct fixture *f, char *vmdir, char *newdir, size_t size,
+		  int64_t ids[5])
+{
+	struct fmt_summary sa, sc, sd;
+	struct snap_err e;
+	char top[PATH_MAX + 16], sub[PATH_MAX + 16];
+	struct cat_snapshot s;
+
+	assert_int_equal(cat_guest_add(f->db, "vm", "{}", NULL, &e), 0);
+	assert_int_equal(cat_db_snapshot_dir(f->db, "vm", true, vmdir, size,
+					     &e), 0);
+	assert_int_equal(cat_db_snapshot_dir(f->db, "newvm", true, newdir, size,
+					     &e), 0);
+	make_snap(vmdir, "a.snap", "vm", "a", NULL, T0, &sa);
+	make_snap(vmdir, "c.snap", "vm", "c", NULL, T0 + S, &sc);
+	make_snap(vmdir, "d.snap", "vm", "d", NULL, T0 + 2 * S, &sd);
+	make_snap(vmdir, "e.snap", "vm", "e", "a", T0 + 3 * S, NULL);
+	make_snap(newdir, "f.snap", "newvm", "f", NULL, T0 + 4 * S, NULL);
+	ids[0] = add_from(f->db, "vm", "a", &sa, 0);
+	ids[1] = add_from(f->db, "vm", "b", &sa, 0);
+	ids[2] = add_from(f->db, "vm", "c", &sc, 0);
+	ids[3] = add_from(f->db, "vm", "d", &sd, 4096);
+	assert_int_equal(cat_snapshot_set_state(f->db, ids[2],
+						CAT_SNAP_MISSING, &e), 0);
+	s = sample("vm", "abs", T0);
+	s.path = "/nonexistent/dir/abs.snap";
+	assert_int_equal(cat_snapshot_add(f->db, &s, &ids[4], &e), 0);
+
+	put(vmdir, "junk.snap", 5000);
+	put(vmdir, ".e2.snap.tmp-ABCDEF", 100);
+	put(vmdir, "notes.txt", 10);
+	snprintf(top, sizeof(top), "%s/snapshots", f->store);
+	put(top, "README", 10);
+	put(top, ".x.snap.tmp-123456", 10);
+	snprintf(sub, sizeof(sub), "%s/sub", vmdir);
+	assert_int_equal(mkdir(sub, 0755), 0);
+}
+
+static void
+test_reconcile_each_kind(void **state)
+{
+	struct fixture *f = *state;
+	char vmdir[PATH_MAX], newdir[PATH_MAX];
+	struct fixlog log = { 0 };
+	struct cat_reconcile_opts o = { .fix = log_fix, .ctx = &log };
+	struct cat_reconcile_report rep;
+	struct cat_snapshot *got = NULL;
+	struct cat_guest *g = NULL;
+	struct snap_err e;
+	int64_t ids[5];
+	int i;
+
+	build_messy_store(f, vmdir, newdir, sizeof(vmdir), ids);
+
+	/* A dry run reports everything and changes nothing. */
+	o.dry_run = true;
+	assert_int_equal(cat_reconcile(f->db, &o, &rep, &e), 9);
+	assert_int_equal(rep.count[CAT_FIX_TEMP_REMOVED], 2);
+	assert_true(exists_in(vmdir, ".e2.snap.tmp-ABCDEF"));
+	assert_int_equal(cat_snapshot_find(f->db, "vm", "e", &got, &e),
+			 -ENOENT);
+	assert_int_equal(cat_snapshot_get(f->db, ids[1], &got, &e), 0);
+	assert_int_equal(got->state, CAT_SNAP_OK);
+	cat_snapshot_free(got);
+	got = NULL;
+
+	memset(&log, 0, sizeof(log));
+	o.dry_run = false;
+	snap_err_clear(&e);
+	if (cat_reconcile(f->db, &o, &rep, &e) != 9)
+		fail_msg("reconcile: %s", e.msg);
+	assert_int_equal(rep.rows, 5);
+	assert_int_equal(rep.files, 6);   /* a c d e f junk */
+	assert_int_equal(rep.count[CAT_FIX_ADOPTED], 2);
+	assert_int_equal(rep.count[CAT_FIX_ADOPTED_CORRUPT], 1);
+	assert_int_equal(rep.count[CAT_FIX_MISSING], 2);
+	assert_int_equal(rep.count[CAT_FIX_RETURNED], 1);
+	assert_int_equal(rep.count[CAT_FIX_SIZE_CHANGED], 1);
+	assert_int_equal(rep.count[CAT_FIX_TEMP_REMOVED], 2);
+	assert_int_equal(rep.count[CAT_FIX_STRAY], 3);
+	assert_int_equal(rep.count[CAT_FIX_FAILED], 0);
+
+	/* The callback saw each fix with its path and row. */
+	i = fix_index(&log, CAT_FIX_MISSING, "snapshots/vm/b.snap");
+	assert_int_equal(log.v[i].id, ids[1]);
+	i = fix_index(&log, CAT_FIX_MISSING, "/nonexistent/dir/abs.snap");
+	assert_int_equal(log.v[i].id, ids[4]);
+	i = fix_index(&log, CAT_FIX_RETURNED, "snapshots/vm/c.snap");
+	assert_int_equal(log.v[i].id, ids[2]);
+	i = fix_index(&log, CAT_FIX_SIZE_CHANGED, "snapshots/vm/d.snap");
+	assert_int_equal(log.v[i].id, ids[3]);
+	fix_index(&log, CAT_FIX_ADOPTED, "snapshots/vm/e.snap");
+	fix_index(&log, CAT_FIX_ADOPTED, "snapshots/newvm/f.snap");
+	i = fix_index(&log, CAT_FIX_ADOPTED_CORRUPT, "snapshots/vm/junk.snap");
+	assert_true(log.v[i].error < 0);
+	fix_index(&log, CAT_FIX_TEMP_REMOVED,
+		  "snapshots/vm/.e2.snap.tmp-ABCDEF");
+	fix_index(&log, CAT_FIX_TEMP_REMOVED, "snapshots/.x.snap.tmp-123456");
+	fix_index(&log, CAT_FIX_STRAY, "snapshots/vm/notes.txt");
+	fix_index(&log, CAT_FIX_STRAY, "snapshots/README");
+	fix_index(&log, CAT_FIX_STRAY, "snapshots/vm/sub");
+
+	/* The files: temporaries gone, strays and snapshots untouched. */
+	assert_false(exists_in(vmdir, ".e2.snap.tmp-ABCDEF"));
+	assert_true(exists_in(vmdir, "notes.txt"));
+	assert_true(exists_in(vmdir, "junk.snap"));
+	assert_true(exists_in(vmdir, "a.snap"));
+
+	/* The rows. */
+	assert_int_equal(cat_snapshot_get(f->db, ids[0], &got, &e), 0);
+	assert_int_equal(got->state, CAT_SNAP_OK);
+	cat_snapshot_free(got);
+	assert_int_equal(cat_snapshot_get(f->db, ids[1], &got, &e), 0);
+	assert_int_equal(got->state, CAT_SNAP_MISSING);
+	cat_snapshot_free(got);
+	assert_int_equal(cat_snapshot_get(f->db, ids[2], &got, &e), 0);
+	assert_int_equal(got->state, CAT_SNAP_OK);
+	cat_snapshot_free(got);
+	assert_int_equal(cat_snapshot_get(f->db, ids[3], &got, &e), 0);
+	assert_int_equal(got->state, CAT_SNAP_CORRUPT);
+	cat_snapshot_free(got);
+	assert_int_equal(cat_snapshot_get(f->db, ids[4], &got, &e), 0);
+	assert_int_equal(got->state, CAT_SNAP_MISSING);
+	cat_snapshot_free(got);
+
+	/* Adopted from the file's own metadata. */
+	assert_int_equal(cat_snapshot_find(f->db, "vm", "e", &got, &e), 0);
+	assert_int_equal(got->state, CAT_SNAP_OK);
+	assert_string_equal(got->path, "snapshots/vm/e.snap");
+	assert_string_equal(got->qemu_version, "7.2.0");
+	assert_string_equal(got->machine, "pc-i440fx-7.2");
+	assert_string_equal(got->capabilities, "{\"x-ignore-shared\":true}");
+	assert_int_equal(got->created_ns, T0 + 3 * S);
+	assert_int_equal(got->save_duration_ns, 42);
+	assert_true(got->live);
+	assert_int_equal(got->ram_size, 16 * 4096);
+	assert_int_equal(got->present_pages, 2);
+	assert_int_equal(strlen(got->root_digest), 32);
+	assert_int_equal(got->parent_id, ids[0]);
+	assert_true(got->apparent_size > 0);
+	cat_snapshot_free(got);
+	assert_int_equal(cat_guest_get(f->db, "newvm", &g, &e), 0);
+	assert_string_equal(g->spec, "{\"memory\":\"64K\"}");
+	cat_guest_free(g);
+	assert_int_equal(cat_snapshot_find(f->db, "newvm", "f", &got, &e), 0);
+	assert_int_equal(got->created_ns, T0 + 4 * S);
+	cat_snapshot_free(got);
+	assert_int_equal(cat_snapshot_find(f->db, "vm", "junk", &got, &e), 0);
+	assert_int_equal(got->state, CAT_SNAP_CORRUPT);
+	assert_int_equal(got->apparent_size, 5000);
+	cat_snapshot_free(got);
+
+	/* A second pass finds nothing more to do. */
+	memset(&log, 0, sizeof(log));
+	assert_int_equal(cat_reconcile(f->db, &o, &rep, &e), 0);
+	assert_int_equal(rep.count[CAT_FIX_STRAY], 3);
+	assert_int_equal(rep.files, 6);
+}
+
+static void
+test_reconcile_recent_temp_kept(void **state)
+{
+	struct fixture *f = *state;
+	struct cat_reconcile_opts o = { .temp_min_age_ns = 3600 * S };
+	struct cat_reconcile_report rep;
+	char dir[PATH_MAX], p[PATH_MAX + 32];
+	struct timespec old[2] = { { 1000, 0 }, { 1000, 0 } };
+	struct snap_err e;
+
+	assert_int_equal(cat_db_snapshot_dir(f->db, "vm", true, dir,
+					     sizeof(dir), &e), 0);
+	put(dir, ".new.snap.tmp-AAAAAA", 10);
+	put(dir, ".old.snap.tmp-BBBBBB", 10);
+	snprintf(p, sizeof(p), "%s/.old.snap.tmp-BBBBBB", dir);
+	assert_int_equal(utimensat(AT_FDCWD, p, old, 0), 0);
+	assert_int_equal(cat_reconcile(f->db, &o, &rep, &e), 1);
+	assert_int_equal(rep.count[CAT_FIX_TEMP_REMOVED], 1);
+	assert_true(exists_in(dir, ".new.snap.tmp-AAAAAA"));
+	assert_false(exists_in(dir, ".old.snap.tmp-BBBBBB"));
+	/* Without an age limit, at startup, every temporary goes. */
+	assert_int_equal(cat_reconcile(f->db, NULL, NULL, &e), 1);
+	assert_false(exists_in(dir, ".new.snap.tmp-AAAAAA"));
+	o.temp_min_age_ns = -1;
+	assert_int_equal(cat_reconcile(f->db, &o, NULL, &e), -EINVAL);
+	/* Not inside an explicit transaction. */
+	assert_int_equal(cat_db_begin(f->db, &e), 0);
+	assert_int_equal(cat_reconcile(f->db, NULL, NULL, &e), SNAP_EMISUSE);
+	assert_int_equal(cat_db_rollback(f->db, &e), 0);
+}
+
+static void
+test_rebuild_from_files(void **state)
+{
+	struct fixture *f = *state;
+	char vmdir[PATH_MAX], newdir[PATH_MAX];
+	struct cat_reconcile_opts o = { .dry_run = true };
+	struct cat_reconcile_report rep;
+	struct cat_snapshot_list *l = NULL;
+	struct cat_guest_list *gl = NULL;
+	struct cat_snapshot *got = NULL;
+	struct snap_err e;
+	int64_t ids[5];
+	char p[PATH_MAX + 32];
+	DIR *d;
+	struct dirent *de;
+
+	build_messy_store(f, vmdir, newdir, sizeof(vmdir), ids);
+	assert_int_equal(cat_guest_add(f->db, "empty", NULL, NULL, &e), 0);
+	assert_int_equal(cat_snapshot_label_add(f->db, ids[0], "lost", &e), 0);
+	assert_int_equal(cat_rebuild(f->store, &o, NULL, &e), -EINVAL);
+	/*
+	 * Leave the old catalog with a WAL that holds a change: a process
+	 * that writes without checkpointing and dies without closing.
+	 */
+	cat_db_close(f->db);
+	f->db = NULL;
+	{
+		pid_t pid = fork();
+		struct stat st;
+		int status;
+
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			sqlite3 *h;
+
+			if (sqlite3_open(f->dbpath, &h) != SQLITE_OK ||
+			    sqlite3_exec(h, "PRAGMA wal_autocheckpoint = 0;"
+					 " UPDATE guests SET spec ="
+					 " '{\"stale\":1}'",
+					 NULL, NULL, NULL) != SQLITE_OK)
+				_exit(1);
+			_exit(0);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		snprintf(p, sizeof(p), "%s-wal", f->dbpath);
+		assert_int_equal(stat(p, &st), 0);
+		assert_true(st.st_size > 0);
+	}
+
+	memset(&rep, 0, sizeof(rep));
+	snap_err_clear(&e);
+	if (cat_rebuild(f->store, NULL, &rep, &e) < 0)
+		fail_msg("rebuild: %s", e.msg);
+	assert_int_equal(rep.rows, 0);
+	assert_int_equal(rep.count[CAT_FIX_ADOPTED], 5);   /* a c d e f */
+	assert_int_equal(rep.count[CAT_FIX_ADOPTED_CORRUPT], 1);
+	assert_int_equal(rep.count[CAT_FIX_TEMP_REMOVED], 2);
+	assert_int_equal(rep.count[CAT_FIX_MISSING], 0);
+
+	/* No temporary database is left in the store. */
+	d = opendir(f->store);
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL)
+		assert_null(strstr(de->d_name, ".tmp-"));
+	closedir(d);
+
+	assert_int_equal(cat_db_open(f->store, 0, &f->db, &e), 0);
+	assert_int_equal(cat_snapshot_list(f->db, NULL, &l, &e), 0);
+	assert_int_equal(l->n, 6);
+	cat_snapshot_list_free(l);
+	assert_int_equal(cat_guest_list(f->db, &gl, &e), 0);
+	assert_int_equal(gl->n, 2);
+	assert_string_equal(gl->v[0]->name, "newvm");
+	assert_string_equal(gl->v[1]->name, "vm");
+	/* The spec comes from the files, not from the stale WAL. */
+	assert_string_equal(gl->v[1]->spec, "{\"memory\":\"64K\"}");
+	cat_guest_list_free(gl);
+	assert_int_equal(cat_snapshot_find(f->db, "vm", "a", &got, &e), 0);
+	assert_int_equal(got->nlabels, 0);
+	assert_int_equal(got->state, CAT_SNAP_OK);
+	cat_snapshot_free(got);
+	assert_int_equal(cat_snapshot_find(f->db, "vm", "e", &got, &e), 0);
+	assert_true(got->parent_id > 0);
+	cat_snapshot_free(got);
+	/* A reconcile right after the rebuild has nothing to do. */
+	assert_int_equal(cat_reconcile(f->db, NULL, &rep, &e), 0);
+	snprintf(p, sizeof(p), "%s/nope", f->store);
+	assert_int_equal(cat_rebuild(p, NULL, NULL, &e), -ENOENT);
+}
+
 int
 main(void)
 {
@@ -1164,6 +1565,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_two_writers,
 						setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_killed_mid_transaction,
+						setup_open, teardown),
+		cmocka_unit_test_setup_teardown(test_reconcile_each_kind,
+						setup_open, teardown),
+		cmocka_unit_test_setup_teardown(test_reconcile_recent_temp_kept,
+						setup_open, teardown),
+		cmocka_unit_test_setup_teardown(test_rebuild_from_files,
 						setup_open, teardown),
 	};
 

@@ -475,8 +475,10 @@ run_posts(struct loop *l)
 {
 	struct loop_post *p;
 	uint64_t cnt;
+	/* Only resets the counter; the queue says what is to be done. */
+	ssize_t n = read(l->evfd, &cnt, sizeof(cnt));
 
-	(void)read(l->evfd, &cnt, sizeof(cnt));
+	(void)n;
 	pthread_mutex_lock(&l->lock);
 	p = l->posthead;
 	l->posthead = l->posttail = NULL;

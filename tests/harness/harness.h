@@ -65,8 +65,9 @@ struct hn_qmp;
 
 /*
  * Connect to a QMP UNIX socket, retrying until @timeout_ms passes (the
- * server may not listen yet), read the greeting and negotiate with
- * qmp_capabilities. Works for QEMU and for any QMP-speaking server.
+ * server may not listen yet), then read the greeting and negotiate with
+ * qmp_capabilities (each within the 60 s reply timeout). Works for QEMU
+ * and for any QMP-speaking server.
  */
 int hn_qmp_connect(const char *path, int timeout_ms, struct hn_qmp **out);
 void hn_qmp_free(struct hn_qmp *m);

@@ -260,6 +260,8 @@ hn_qmp_connect(const char *path, int timeout_ms, struct hn_qmp **out)
 			goto out;
 		usleep(10000);
 	}
+	/* Once connected, a busy QEMU may take a while to greet us. */
+	deadline = snap_now_mono_ns() + (uint64_t)m->timeout_ms * 1000000;
 	rc = qmp_read(m, deadline, &greeting);
 	if (rc < 0)
 		goto out;

@@ -502,7 +502,7 @@ cmd_capabilities(struct qmpd_req *req, json_t *args, void *ctx)
 		}
 		/* We offer no capability, OOB included. */
 		qmpd_reply_err(req, QMPD_GENERIC,
-			       "Capability 'oob' not available");
+			       "Capability oob not available");
 		return;
 	}
 	if (c)

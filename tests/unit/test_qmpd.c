@@ -449,7 +449,7 @@ test_greeting_negotiation(void **state)
 	json_decref(r);
 	r = cli_cmd(c, "{\"execute\":\"qmp_capabilities\",\"arguments\":"
 		    "{\"enable\":[\"oob\"]}}");
-	assert_error(r, "GenericError", "Capability 'oob' not available");
+	assert_error(r, "GenericError", "Capability oob not available");
 	json_decref(r);
 	r = cli_cmd(c, "{\"execute\":\"qmp_capabilities\",\"id\":{\"a\":2}}");
 	assert_true(json_is_object(json_object_get(r, "return")));

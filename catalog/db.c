@@ -52,8 +52,9 @@ static const char schema_v1[] =
 	"    CHECK (state IN ('ok', 'missing', 'corrupt')),"
 	"  UNIQUE (guest_id, name)"
 	");"
+	/* Covers the per-guest retention view (id, created, pinned). */
 	"CREATE INDEX snapshots_guest_created"
-	"  ON snapshots (guest_id, created, id);"
+	"  ON snapshots (guest_id, created, id, pinned);"
 	"CREATE INDEX snapshots_created ON snapshots (created, id);"
 	"CREATE INDEX snapshots_parent ON snapshots (parent_id)"
 	"  WHERE parent_id IS NOT NULL;"

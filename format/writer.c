@@ -27,7 +27,7 @@
 #include "common/util.h"
 #include "format/fmt_int.h"
 
-#define DEF_QD        8
+#define DEF_QD        16
 #define MAX_QD        64
 #define DEF_RUN       ((size_t)1 << 20)
 #define DEF_GAP       4
@@ -569,6 +569,16 @@ fmt_writer_declare(struct fmt_writer *w, const struct fmt_block_decl *bd,
 	}
 	w->blocks_end = SNAP_ALIGN_UP(off, w->align);
 	w->ds_off = w->blocks_end;
+	/*
+	 * Size the (sparse) file to hold every block now: a direct write past
+	 * the end of file extends it, and Linux performs such writes
+	 * synchronously, which would leave one write in flight.
+	 */
+	if (ftruncate(w->fd, (off_t)w->blocks_end) < 0) {
+		rc = -errno;
+		return fail(w, snap_err_set(err, rc, 0, "cannot size '%s': %s",
+					    w->tmp, snap_strerror(rc)));
+	}
 	w->state = W_READY;
 	return 0;
 }
@@ -685,10 +695,12 @@ fmt_writer_put_zero(struct fmt_writer *w, unsigned block, uint64_t page,
 	atomic_fetch_add(&w->pages_put, 1);
 	if (in_run(w, block, page)) {
 		/* Still in memory: the run will write zeros there. */
+		/*
+		 * The run keeps its length even when this is its last page:
+		 * an earlier run may have written data there.
+		 */
 		memset(w->bufs[w->cur].data + (page - w->run_first) * bl->ps, 0,
 		       bl->ps);
-		if (page == w->run_first + w->run_n - 1 && w->run_n > 1)
-			w->run_n--;
 		if (bit_get(bl->bitmap, page)) {
 			bit_clear(bl->bitmap, page);
 			bl->present--;

@@ -591,6 +591,55 @@ test_zero_pages_are_holes(void **state)
 	clean_dir(disk_dir);
 }
 
+/*
+ * A page written to disk, re-sent into the open run and then zeroed must
+ * read as zero: the old data on disk must not show through.
+ */
+static void
+test_zero_after_resend(void **state)
+{
+	struct fmt_writer *w;
+	struct fmt_block_decl d = { "pc.ram", 256 * (uint64_t)PS, PS, true };
+	struct fmt_writer_opts o = { .run_size = 64 * PS };
+	struct snap_err e;
+	uint8_t page[PS], buf[PS], zero[PS] = { 0 };
+	char path[8192];
+	int fd;
+
+	(void)state;
+	assert_int_equal(fmt_writer_open(&w, disk_dir, "rz.snap", &o, &e), 0);
+	assert_int_equal(fmt_writer_declare(w, &d, 1, &e), 0);
+	for (uint64_t p = 4; p < 8; p++) {
+		fill_page(page, PS, 0, p, 1);
+		assert_int_equal(fmt_writer_put_page(w, 0, p, page, &e), 0);
+	}
+	fill_page(page, PS, 0, 100, 1);        /* sends the run 4..7 */
+	assert_int_equal(fmt_writer_put_page(w, 0, 100, page, &e), 0);
+	for (uint64_t p = 4; p < 8; p++) {     /* re-sent: the open run */
+		fill_page(page, PS, 0, p, 2);
+		assert_int_equal(fmt_writer_put_page(w, 0, p, page, &e), 0);
+	}
+	assert_int_equal(fmt_writer_put_zero(w, 0, 7, &e), 0);  /* last */
+	assert_int_equal(fmt_writer_put_zero(w, 0, 5, &e), 0);  /* middle */
+	assert_int_equal(fmt_writer_commit(w, NULL, &e), 0);
+	fmt_writer_free(w);
+
+	snprintf(path, sizeof(path), "%s/rz.snap", disk_dir);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	for (uint64_t p = 4; p < 8; p++) {
+		assert_int_equal(pread(fd, buf, PS, (off_t)(p * PS)), PS);
+		if (p == 5 || p == 7) {
+			assert_memory_equal(buf, zero, PS);
+		} else {
+			fill_page(page, PS, 0, p, 2);
+			assert_memory_equal(buf, page, PS);
+		}
+	}
+	close(fd);
+	clean_dir(disk_dir);
+}
+
 /* ---- tests: misuse and names ------------------------------------------ */
 
 static void
@@ -1417,27 +1466,40 @@ test_golden_minimal(void **state)
 	fmt_reader_free(r);
 }
 
+/* Each test starts with empty scratch directories. */
+static int
+per_test_clean(void **state)
+{
+	(void)state;
+	clean_dir(disk_dir);
+	clean_dir(shm_dir);
+	return 0;
+}
+
+#define T(f) cmocka_unit_test_setup(f, per_test_clean)
+
 int
 main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_roundtrip_direct),
-		cmocka_unit_test(test_roundtrip_small_runs),
-		cmocka_unit_test(test_roundtrip_buffered),
-		cmocka_unit_test(test_roundtrip_tmpfs_fallback),
-		cmocka_unit_test(test_zero_pages_are_holes),
-		cmocka_unit_test(test_misuse),
-		cmocka_unit_test(test_commit_refuses_existing),
-		cmocka_unit_test(test_fault_enospc_everywhere),
-		cmocka_unit_test(test_fault_short_writes),
-		cmocka_unit_test(test_fault_fsync),
-		cmocka_unit_test(test_corrupt_truncated),
-		cmocka_unit_test(test_corrupt_trailer),
-		cmocka_unit_test(test_corrupt_sections),
-		cmocka_unit_test(test_corrupt_offsets),
-		cmocka_unit_test(test_corrupt_page_and_devstate),
-		cmocka_unit_test(test_golden_basic),
-		cmocka_unit_test(test_golden_minimal),
+		T(test_roundtrip_direct),
+		T(test_roundtrip_small_runs),
+		T(test_roundtrip_buffered),
+		T(test_roundtrip_tmpfs_fallback),
+		T(test_zero_pages_are_holes),
+		T(test_zero_after_resend),
+		T(test_misuse),
+		T(test_commit_refuses_existing),
+		T(test_fault_enospc_everywhere),
+		T(test_fault_short_writes),
+		T(test_fault_fsync),
+		T(test_corrupt_truncated),
+		T(test_corrupt_trailer),
+		T(test_corrupt_sections),
+		T(test_corrupt_offsets),
+		T(test_corrupt_page_and_devstate),
+		T(test_golden_basic),
+		T(test_golden_minimal),
 	};
 
 	if (argc == 3 && strcmp(argv[1], "--write-golden") == 0)

@@ -176,6 +176,13 @@ const char *hn_qemu_error(const struct hn_qemu *q);
  */
 int hn_console_line(struct hn_qemu *q, char *buf, size_t size, int timeout_ms);
 
+/*
+ * The text after the last complete console line (a line the guest was
+ * printing when it was stopped), after reading all that is there. Valid
+ * until the next console call; "" when there is none.
+ */
+const char *hn_console_pending(struct hn_qemu *q);
+
 /* Wait for READY; the lines before it are consumed (and recorded). */
 int hn_wait_ready(struct hn_qemu *q, int timeout_ms);
 

@@ -613,6 +613,23 @@ hn_console_line(struct hn_qemu *q, char *buf, size_t size, int timeout_ms)
 	}
 }
 
+const char *
+hn_console_pending(struct hn_qemu *q)
+{
+	static char pending[CON_BUF + 1];
+	ssize_t r;
+
+	if (q->con_fd < 0)
+		q->con_fd = open(q->serial_path, O_RDONLY | O_CLOEXEC);
+	while (q->con_fd >= 0 && q->con_len < sizeof(q->con_buf) &&
+	       (r = read(q->con_fd, q->con_buf + q->con_len,
+			 sizeof(q->con_buf) - q->con_len)) > 0)
+		q->con_len += (size_t)r;
+	memcpy(pending, q->con_buf, q->con_len);
+	pending[q->con_len] = 0;
+	return pending;
+}
+
 /*
  * Read lines until one starts with @want (copied into @line). A guest
  * ERROR or FAULT line ends the wait with SNAP_EPROTO.

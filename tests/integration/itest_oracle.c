@@ -70,6 +70,9 @@ save_and_quit(struct hn_qemu *q, const char *path)
 	CHECK(q, hn_qemu_execf(q, NULL, "stop", NULL));
 	drain(q);
 	last = hn_qemu_guest(q)->last_tick;
+	/* Stopped halfway through printing a TICK line: that tick counts. */
+	if (strncmp(hn_console_pending(q), "T", 1) == 0)
+		last++;
 	CHECK(q, hn_qemu_execf(q, NULL, "migrate-set-parameters", "{s:I}",
 			       "max-bandwidth", (json_int_t)10 << 30));
 	CHECK(q, snap_fmt(uri, sizeof(uri), "exec:cat > '%s'", path));

@@ -191,13 +191,13 @@ rst_caps_resolve(const struct rst_cap *call, size_t ncall,
 	}
 	/* QEMU's own capabilities, in request order, call first. */
 	for (size_t i = 0; i < ncall; i++) {
-		enum rst_cap_role role;
+		enum rst_cap_role role = RST_CAP_NONE;
 		rst_cap_role(call[i].name, &role, NULL);
 		if (role == RST_CAP_QEMU)
 			plan.qemu[plan.nqemu++] = call[i];
 	}
 	for (size_t i = 0; i < nguest; i++) {
-		enum rst_cap_role role;
+		enum rst_cap_role role = RST_CAP_NONE;
 		rst_cap_role(guest[i].name, &role, NULL);
 		if (role == RST_CAP_QEMU &&
 		    lookup(call, ncall, guest[i].name) == NULL)

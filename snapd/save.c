@@ -525,7 +525,7 @@ save_on_qemu_event(struct guest *g, const char *name, json_t *data)
 		job_fail(j, "QEMU reported the migration failed");
 	} else if (strcmp(st, "cancelled") == 0) {
 		job_fail(j, "the migration was cancelled");
-	} else if (strcmp(st, "active") == 0 || strcmp(st, "setup") == 0) {
+	} else if (strcmp(st, "active") == 0) {
 		emit_migration(j, st);
 	}
 }

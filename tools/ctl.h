@@ -14,9 +14,11 @@
 enum ctl_exit {
 	CTL_EXIT_OK      = 0,   /* success; for verify: the file is good */
 	CTL_EXIT_CORRUPT = 1,   /* the file is corrupt or not a snapshot */
+	CTL_EXIT_FAIL    = 1,   /* snapd refused or the job failed */
 	CTL_EXIT_USAGE   = 2,   /* bad command line */
 	CTL_EXIT_ERROR   = 3,   /* could not do it: I/O error, unsupported
 				   version, daemon unreachable, ... */
+	CTL_EXIT_NOCONN  = 3,   /* snapd cannot be reached */
 };
 
 struct ctl_cmd {
@@ -29,6 +31,20 @@ struct ctl_cmd {
 /* tools/ctl_file.c: offline commands on snapshot files. */
 int ctl_inspect(int argc, char **argv);
 int ctl_verify(int argc, char **argv);
+
+/*
+ * tools/ctl_daemon.c: commands that drive snapd over its control socket
+ * (tools/ctl_qmp.c is their client).
+ */
+int ctl_cmd_vm(int argc, char **argv);
+int ctl_cmd_save(int argc, char **argv);
+int ctl_cmd_load(int argc, char **argv);
+int ctl_cmd_list(int argc, char **argv);
+int ctl_cmd_rm(int argc, char **argv);
+
+/* Global options, set by main before a command runs. */
+extern const char *ctl_socket_path;   /* --socket, or NULL: the default */
+extern int ctl_json_output;           /* --json */
 
 /* Map a common/err.h code from opening or checking a file to an exit status. */
 int ctl_exit_for(int code);

@@ -25,6 +25,19 @@ int ctl_json_output;
 
 #define ERRLEN 1024
 
+/* Drop "--json" (main has noted it) so getopt does not see it. */
+static int
+strip_json(int argc, char **argv)
+{
+	int n = 0;
+
+	for (int i = 0; i < argc; i++)
+		if (strcmp(argv[i], "--json") != 0)
+			argv[n++] = argv[i];
+	argv[n] = NULL;
+	return n;
+}
+
 static int
 connect_snapd(struct ctl_qmp **c)
 {
@@ -254,10 +267,11 @@ vm_list(void)
 int
 ctl_cmd_vm(int argc, char **argv)
 {
-	const char *sub = argc > 1 ? argv[1] : "";
+	const char *sub;
 	json_t *ret = NULL;
 	int rc;
 
+	argc = strip_json(argc, argv);	sub = argc > 1 ? argv[1] : "";
 	if (strcmp(sub, "define") == 0)
 		return vm_define(argc - 1, argv + 1);
 	if (strcmp(sub, "list") == 0)
@@ -433,6 +447,7 @@ ctl_cmd_save(int argc, char **argv)
 	json_t *args, *ret = NULL;
 	int opt, rc;
 
+	argc = strip_json(argc, argv);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
@@ -540,6 +555,7 @@ ctl_cmd_load(int argc, char **argv)
 	struct stat st;
 	int opt, rc;
 
+	argc = strip_json(argc, argv);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
@@ -646,6 +662,7 @@ ctl_cmd_list(int argc, char **argv)
 	size_t i;
 	int opt, rc;
 
+	argc = strip_json(argc, argv);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
@@ -700,6 +717,7 @@ ctl_cmd_rm(int argc, char **argv)
 {
 	int rc;
 
+	argc = strip_json(argc, argv);
 	if (argc != 3) {
 		fprintf(stderr, "usage: snapctl rm VM NAME\n");
 		return CTL_EXIT_USAGE;

@@ -19,15 +19,24 @@ static const struct ctl_cmd commands[] = {
 	{ "verify", "FILE [--json]",
 	  "check every page and section of a snapshot file (offline)",
 	  ctl_verify },
+	{ "vm", "define|start|stop|undefine|list ...",
+	  "manage guests", ctl_cmd_vm },
+	{ "save", "VM [--name N] [--live] [--stop]",
+	  "save a running guest into a snapshot", ctl_cmd_save },
+	{ "load", "NAME|FILE [--as NEW] [--eager] [--verify=MODE]",
+	  "restore a guest from a snapshot", ctl_cmd_load },
+	{ "list", "[VM] [--label L] [--limit N]",
+	  "list the cataloged snapshots", ctl_cmd_list },
+	{ "rm", "VM NAME", "remove a snapshot and its file", ctl_cmd_rm },
 };
 
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: snapctl [--help | --version] COMMAND [ARGS]\n\n"
-		"commands:\n");
+	fprintf(f, "usage: snapctl [--help | --version] [--socket PATH] [--json] "
+		"COMMAND [ARGS]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(f, "  %-8s %-16s %s\n", commands[i].name,
+		fprintf(f, "  %-8s %-44s %s\n", commands[i].name,
 			commands[i].args, commands[i].summary);
 	fprintf(f, "\nexit status: 0 success (verify: good), 1 corrupt file, "
 		"2 usage error, 3 other error\nsee snapctl(1)\n");
@@ -68,6 +77,23 @@ main(int argc, char **argv)
 		       FMT_VERSION_MAJOR, FMT_VERSION_MINOR);
 		return CTL_EXIT_OK;
 	}
+	/* Global options before the command; --json also after it. */
+	while (argc > 2 && strncmp(argv[1], "--", 2) == 0) {
+		if (strcmp(argv[1], "--socket") == 0 && argc > 3) {
+			ctl_socket_path = argv[2];
+			argc -= 2;
+			argv += 2;
+		} else if (strcmp(argv[1], "--json") == 0) {
+			ctl_json_output = 1;
+			argc--;
+			argv++;
+		} else {
+			break;
+		}
+	}
+	for (int i = 2; i < argc; i++)
+		if (strcmp(argv[i], "--json") == 0)
+			ctl_json_output = 1;
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].run(argc - 1, argv + 1);

@@ -741,7 +741,8 @@ reader_new(struct fmt_reader **out, int fd, const char *path,
 int
 fmt_reader_open(struct fmt_reader **out, const char *path, struct snap_err *err)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO in place of a file must not block the open. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
 	if (fd < 0) {
 		int rc = -errno;

@@ -260,7 +260,9 @@ int cat_snapshot_list(struct cat_db *db, const struct cat_filter *f,
  * a crash leaves at worst a row marked missing at the next reconcile, never
  * a file without a row. SNAP_EINUSE when a guest maps it (nothing is
  * changed). A file that is already gone is not an error. Snapshots that
- * named it as parent keep a parent id of 0.
+ * named it as parent keep a parent id of 0. Inside cat_db_begin() the
+ * file is removed at once, even if the transaction is later rolled back
+ * (the row then reads as missing at the next reconcile).
  */
 int cat_snapshot_delete(struct cat_db *db, int64_t id, unsigned flags,
 			struct snap_err *err);
@@ -375,9 +377,12 @@ const char *cat_fix_kind_name(enum cat_fix_kind k);
  * verification are not in files and start empty), every row whose file is
  * gone is marked missing (and back to ok when it returns), a file whose
  * size differs from its row is marked corrupt, and leftover temporary
- * files are removed. Database changes happen in one transaction; the
- * callback sees each fix as it is made. @opts and @rep may be NULL.
- * Returns the number of fixes (not counting strays).
+ * files are removed. Database changes happen in one transaction (holding
+ * the write lock throughout: run it at startup, or when saves are rare);
+ * if it fails they are all rolled back, but temporary files already
+ * removed stay removed. The callback sees each fix as it is made. Not
+ * allowed inside cat_db_begin() (SNAP_EMISUSE). @opts and @rep may be
+ * NULL. Returns the number of fixes (strays and failures not counted).
  */
 int cat_reconcile(struct cat_db *db, const struct cat_reconcile_opts *opts,
 		  struct cat_reconcile_report *rep, struct snap_err *err);

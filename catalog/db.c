@@ -440,25 +440,40 @@ cat_db_close(struct cat_db *db)
 	db_free(db);
 }
 
+/*
+ * Switch to WAL. Changing the journal mode needs an exclusive lock and
+ * SQLite does not always call the busy handler for it (two processes
+ * opening a new store at once), so retry here within the busy timeout.
+ */
 static int
-pragma_text(struct cat_db *db, const char *sql, const char *want,
-	    struct snap_err *err)
+set_wal(struct cat_db *db, struct snap_err *err)
 {
+	uint64_t deadline = snap_now_mono_ns() +
+			    (uint64_t)CAT_BUSY_TIMEOUT_MS * 1000000;
 	sqlite3_stmt *st = NULL;
+	const char *mode;
 	int rc;
 
-	rc = cat_prepare(db, sql, &st, err);
+	rc = cat_prepare(db, "PRAGMA journal_mode = WAL", &st, err);
 	if (rc < 0)
 		goto out;
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		rc = cat_sqlerr(db, err, sql);
+	while ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+			break;
+		if (snap_now_mono_ns() > deadline)
+			break;
+		sqlite3_reset(st);
+		usleep(5000);
+	}
+	if (rc != SQLITE_ROW) {
+		rc = cat_sqlerr(db, err, "cannot switch catalog to WAL");
 		goto out;
 	}
-	if (strcmp((const char *)sqlite3_column_text(st, 0), want) != 0) {
+	mode = (const char *)sqlite3_column_text(st, 0);
+	if (mode == NULL || strcmp(mode, "wal") != 0) {
 		rc = snap_err_set(err, SNAP_ESQLITE, 0,
-				  "'%s' gave '%s', not '%s'", sql,
-				  (const char *)sqlite3_column_text(st, 0),
-				  want);
+				  "catalog journal mode is '%s', not 'wal'",
+				  mode != NULL ? mode : "");
 		goto out;
 	}
 	rc = 0;
@@ -508,7 +523,7 @@ open_raw(const char *dbpath, const char *store, bool create,
 				  CAT_SCHEMA_VERSION);
 		goto out;
 	}
-	rc = pragma_text(db, "PRAGMA journal_mode = WAL", "wal", err);
+	rc = set_wal(db, err);
 	if (rc < 0)
 		goto out;
 	rc = exec(db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL",
@@ -600,7 +615,7 @@ valid_chars(const char *s, const char *extra, bool dot_first)
 		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 		    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')
 			continue;
-		if (c != '\0' && strchr(extra, c) != NULL)
+		if (strchr(extra, c) != NULL)
 			continue;
 		return false;
 	}

@@ -1028,6 +1028,58 @@ test_two_writers(void **state)
 	cat_snapshot_list_free(l);
 }
 
+/* Two processes create the same fresh store at the same moment. */
+static void
+test_two_openers_fresh_store(void **state)
+{
+	struct fixture *f = *state;
+	struct cat_guest_list *l = NULL;
+	struct snap_err e;
+	int go[2];
+	pid_t pid[2];
+
+	assert_int_equal(pipe(go), 0);
+	for (int i = 0; i < 2; i++) {
+		pid[i] = fork();
+		assert_true(pid[i] >= 0);
+		if (pid[i] == 0) {
+			struct cat_db *db = NULL;
+			char c;
+
+			close(go[1]);
+			/* Wait for the start signal (the pipe closing). */
+			if (read(go[0], &c, 1) != 0)
+				_exit(4);
+			if (cat_db_open(f->store, CAT_OPEN_CREATE, &db,
+					&e) != 0) {
+				fprintf(stderr, "child open: %s\n", e.msg);
+				_exit(2);
+			}
+			if (cat_guest_add(db, i == 0 ? "g0" : "g1", NULL,
+					  NULL, &e) != 0) {
+				fprintf(stderr, "child add: %s\n", e.msg);
+				_exit(3);
+			}
+			cat_db_close(db);
+			_exit(0);
+		}
+	}
+	close(go[0]);
+	close(go[1]);
+	for (int i = 0; i < 2; i++) {
+		int status;
+
+		assert_int_equal(waitpid(pid[i], &status, 0), pid[i]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	assert_int_equal(cat_db_open(f->store, 0, &f->db, &e), 0);
+	assert_int_equal(cat_db_schema_version(f->db, &e), CAT_SCHEMA_VERSION);
+	assert_int_equal(cat_guest_list(f->db, &l, &e), 0);
+	assert_int_equal(l->n, 2);
+	cat_guest_list_free(l);
+}
+
 /*
  * The child registers @count snapshots inside one explicit transaction and
  * writes one byte to @fd after each, and "C" once committed; it then waits
@@ -1564,6 +1616,8 @@ main(void)
 						setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_two_writers,
 						setup_open, teardown),
+		cmocka_unit_test_setup_teardown(test_two_openers_fresh_store,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_killed_mid_transaction,
 						setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_reconcile_each_kind,

@@ -389,8 +389,10 @@ int cat_reconcile(struct cat_db *db, const struct cat_reconcile_opts *opts,
 
 /*
  * Recreate STORE/catalog.db from the snapshot files alone: a new database
- * is built under a temporary name, filled by adopting every file (as
- * cat_reconcile()), and renamed over the old one. Guests without
+ * is built under a temporary name (STORE/.catalog.db.tmp-PID; leftovers of
+ * an interrupted rebuild are removed first), filled by adopting every file
+ * (as cat_reconcile()), and renamed over the old one, whose WAL is removed
+ * first. Guests without
  * snapshots, labels, pins, verification results and in-use records are
  * lost. No process may have the catalog open meanwhile. @opts (dry_run is
  * refused with -EINVAL) and @rep may be NULL. Returns the number of fixes.

@@ -548,6 +548,26 @@ unlink_db_files(const char *base)
 			unlink(p);
 }
 
+/* Remove what an earlier, interrupted rebuild left in the store. */
+static void
+unlink_old_rebuilds(const char *store)
+{
+	char prefix[64], p[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+
+	if (snap_fmt(prefix, sizeof(prefix), ".%s.tmp-", CAT_DB_FILE) < 0)
+		return;
+	d = opendir(store);
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, prefix, strlen(prefix)) == 0 &&
+		    snap_fmt(p, sizeof(p), "%s/%s", store, de->d_name) == 0)
+			unlink(p);
+	closedir(d);
+}
+
 int
 cat_rebuild(const char *store, const struct cat_reconcile_opts *opts,
 	    struct cat_reconcile_report *rep, struct snap_err *err)
@@ -569,7 +589,7 @@ cat_rebuild(const char *store, const struct cat_reconcile_opts *opts,
 	    snap_fmt(final, sizeof(final), "%s/%s", store, CAT_DB_FILE) < 0)
 		return snap_err_set(err, -ENAMETOOLONG, 0,
 				    "store path too long '%s'", store);
-	unlink_db_files(tmp);
+	unlink_old_rebuilds(store);
 	rc = cat_db_open_file(tmp, store, true, &db, err);
 	if (rc < 0)
 		goto out;

@@ -1539,6 +1539,10 @@ test_rebuild_from_files(void **state)
 		assert_true(st.st_size > 0);
 	}
 
+	/* Leftovers of an interrupted rebuild go too. */
+	put(f->store, ".catalog.db.tmp-99999", 100);
+	put(f->store, ".catalog.db.tmp-99999-wal", 100);
+
 	memset(&rep, 0, sizeof(rep));
 	snap_err_clear(&e);
 	if (cat_rebuild(f->store, NULL, &rep, &e) < 0)

@@ -4,7 +4,8 @@
  * A save makes snapd the destination of QEMU's "migrate fd:"; a restore
  * feeds QEMU a stream made from a snapshot. This module is the byte-level
  * part of both, with no I/O and no daemon state of its own. The layouts are
- * those of /work/shared/reference/qemu-migration.md sections 1 and 2:
+ * those of QEMU 7.2's migration/savevm.c and migration/ram.c, checked
+ * against streams of the QEMU 7.2 binary:
  *
  *   preamble  "QEVM", version 3, the configuration section (machine type,
  *             optional subsections) and any commands before the first

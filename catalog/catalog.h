@@ -110,6 +110,13 @@ int cat_db_snapshot_dir(const struct cat_db *db, const char *guest,
 			bool create, char *buf, size_t size,
 			struct snap_err *err);
 
+/*
+ * Write the file system path of a row's @path (relative to the store, or
+ * absolute) into @buf. -EINVAL for an empty path, -ENAMETOOLONG.
+ */
+int cat_db_resolve_path(const struct cat_db *db, const char *path, char *buf,
+			size_t size);
+
 /* True when @s is a valid guest or snapshot name (see the layout above). */
 bool cat_name_valid(const char *s);
 /* True when @s is a valid label. */
@@ -186,9 +193,12 @@ struct cat_snapshot {
 	int64_t id;                 /* out */
 	const char *guest;          /* guest name; the guest must exist */
 	const char *name;           /* unique per guest */
-	const char *path;           /* relative to the store, or absolute;
-				       NULL on input: the layout path
-				       snapshots/GUEST/NAME.snap */
+	const char *path;           /* relative to the store, or absolute
+				       (see cat_db_resolve_path()); on input
+				       NULL means the layout path
+				       snapshots/GUEST/NAME.snap, and a path
+				       under the store directory as given to
+				       cat_db_open() is stored relative */
 	uint64_t apparent_size;     /* bytes (st_size) */
 	uint64_t allocated_size;    /* bytes on disk */
 	uint64_t ram_size;          /* guest RAM bytes (all blocks) */

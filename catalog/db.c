@@ -154,8 +154,8 @@ static const char *const q_sql[Q_COUNT] = {
 		"SELECT snapshot_id FROM in_use WHERE guest_id = ?1"
 		" ORDER BY snapshot_id",
 	[Q_REC_ROWS] =
-		"SELECT s.id, s.path, s.state, s.apparent_size"
-		" FROM snapshots s ORDER BY s.id",
+		"SELECT s.id, s.path, s.state, s.apparent_size, g.name, s.name"
+		CAT_SNAP_FROM " ORDER BY s.id",
 };
 
 int
@@ -496,6 +496,9 @@ open_raw(const char *dbpath, const char *store, bool create,
 		rc = snap_err_set(err, -ENOMEM, 0, "out of memory");
 		goto out;
 	}
+	/* "/srv/store/" and "/srv/store" are the same store. */
+	for (size_t n = strlen(db->store); n > 1 && db->store[n - 1] == '/'; n--)
+		db->store[n - 1] = '\0';
 	if (create)
 		flags |= SQLITE_OPEN_CREATE;
 	else if (access(dbpath, F_OK) < 0) {
@@ -667,4 +670,15 @@ cat_db_snapshot_dir(const struct cat_db *db, const char *guest, bool create,
 		return snap_err_set(err, -ENAMETOOLONG, 0,
 				    "buffer too small for '%s'", tmp);
 	return 0;
+}
+
+int
+cat_db_resolve_path(const struct cat_db *db, const char *path, char *buf,
+		    size_t size)
+{
+	if (path == NULL || path[0] == '\0')
+		return -EINVAL;
+	if (path[0] == '/')
+		return snap_fmt(buf, size, "%s", path);
+	return snap_fmt(buf, size, "%s/%s", db->store, path);
 }

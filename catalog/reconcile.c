@@ -41,7 +41,8 @@ cat_fix_kind_name(enum cat_fix_kind k)
 
 struct row {
 	int64_t id;
-	char *path;
+	char *path;                 /* as stored */
+	char *key;                  /* layout path from guest and name */
 	int state;
 	uint64_t size;
 	bool seen;
@@ -78,16 +79,16 @@ report(struct rec *r, enum cat_fix_kind kind, const char *path, int64_t id,
 }
 
 static int
-cmp_row_path(const void *a, const void *b)
+cmp_row_key(const void *a, const void *b)
 {
-	return strcmp(((const struct row *)a)->path,
-		      ((const struct row *)b)->path);
+	return strcmp(((const struct row *)a)->key,
+		      ((const struct row *)b)->key);
 }
 
 static int
 cmp_key_row(const void *key, const void *elem)
 {
-	return strcmp(key, ((const struct row *)elem)->path);
+	return strcmp(key, ((const struct row *)elem)->key);
 }
 
 static struct row *
@@ -111,6 +112,7 @@ load_rows(struct rec *r, struct snap_err *err)
 		goto out;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *p = (const char *)sqlite3_column_text(st, 1);
+		char key[PATH_MAX];
 		struct row *row;
 
 		if (r->nrows == cap) {
@@ -124,9 +126,22 @@ load_rows(struct rec *r, struct snap_err *err)
 			r->rows = nv;
 			cap = ncap;
 		}
+		p = p != NULL ? p : "";
+		/*
+		 * A file is matched to the row of its guest and name,
+		 * wherever the row says it lives (an absolute path into the
+		 * store, say): the catalog holds one snapshot per name.
+		 */
+		if (cat_layout_path((const char *)sqlite3_column_text(st, 4),
+				    (const char *)sqlite3_column_text(st, 5),
+				    key, sizeof(key)) < 0)
+			snap_strlcpy(key, p, sizeof(key));
 		row = &r->rows[r->nrows];
-		row->path = strdup(p != NULL ? p : "");
-		if (row->path == NULL) {
+		row->path = strdup(p);
+		row->key = strdup(key);
+		if (row->path == NULL || row->key == NULL) {
+			free(row->path);
+			free(row->key);
 			rc = snap_err_set(err, -ENOMEM, 0, "out of memory");
 			goto out;
 		}
@@ -142,7 +157,7 @@ load_rows(struct rec *r, struct snap_err *err)
 		goto out;
 	}
 	if (r->nrows > 0)
-		qsort(r->rows, r->nrows, sizeof(*r->rows), cmp_row_path);
+		qsort(r->rows, r->nrows, sizeof(*r->rows), cmp_row_key);
 	r->rep.rows = r->nrows;
 	rc = 0;
 out:
@@ -444,11 +459,7 @@ check_unseen(struct rec *r, struct snap_err *err)
 
 		if (row->seen)
 			continue;
-		if (row->path[0] == '/')
-			rc = snap_fmt(full, sizeof(full), "%s", row->path);
-		else
-			rc = snap_fmt(full, sizeof(full), "%s/%s",
-				      r->db->store, row->path);
+		rc = cat_db_resolve_path(r->db, row->path, full, sizeof(full));
 		if (rc == 0 && stat(full, &st) == 0 && S_ISREG(st.st_mode)) {
 			rc = check_row(r, row, &st, err);
 			if (rc < 0)
@@ -488,8 +499,10 @@ link_parents(struct rec *r, struct snap_err *err)
 static void
 rec_free(struct rec *r)
 {
-	for (size_t i = 0; i < r->nrows; i++)
+	for (size_t i = 0; i < r->nrows; i++) {
 		free(r->rows[i].path);
+		free(r->rows[i].key);
+	}
 	free(r->rows);
 	for (size_t i = 0; i < r->nparents; i++)
 		free(r->parent_names[i]);

@@ -221,9 +221,20 @@ cat_snapshot_add(struct cat_db *db, const struct cat_snapshot *s,
 		if (rc < 0)
 			return snap_err_set(err, rc, 0, "bad path for '%s'",
 					    s->name);
-	} else if (snap_strlcpy(path, s->path, sizeof(path)) >= sizeof(path)) {
-		return snap_err_set(err, -ENAMETOOLONG, 0, "path too long '%s'",
-				    s->path);
+	} else {
+		/* A path inside the store is kept relative to it. */
+		const char *p = s->path;
+		size_t sl = strlen(db->store);
+
+		if (strncmp(p, db->store, sl) == 0 && p[sl] == '/') {
+			p += sl;
+			while (*p == '/')
+				p++;
+		}
+		if (*p == '\0' ||
+		    snap_strlcpy(path, p, sizeof(path)) >= sizeof(path))
+			return snap_err_set(err, -EINVAL, 0, "bad path '%s'",
+					    s->path);
 	}
 	rc = cat_op_begin(db, &outer, err);
 	if (rc < 0)
@@ -448,15 +459,6 @@ out:
 	return rc;
 }
 
-/* Resolve a row's path against the store. */
-static int
-full_path(struct cat_db *db, const char *path, char *buf, size_t size)
-{
-	if (path[0] == '/')
-		return snap_fmt(buf, size, "%s", path);
-	return snap_fmt(buf, size, "%s/%s", db->store, path);
-}
-
 int
 cat_snapshot_delete(struct cat_db *db, int64_t id, unsigned flags,
 		    struct snap_err *err)
@@ -501,7 +503,7 @@ cat_snapshot_delete(struct cat_db *db, int64_t id, unsigned flags,
 		rc = cat_sqlerr(db, err, "cannot look up snapshot");
 		goto out;
 	}
-	rc = full_path(db, col_text(st, 0), path, sizeof(path));
+	rc = cat_db_resolve_path(db, col_text(st, 0), path, sizeof(path));
 	if (rc < 0) {
 		snap_err_set(err, rc, 0, "path too long for snapshot %lld",
 			     (long long)id);

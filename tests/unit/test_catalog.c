@@ -1489,6 +1489,75 @@ test_reconcile_recent_temp_kept(void **state)
 	assert_int_equal(cat_db_rollback(f->db, &e), 0);
 }
 
+/*
+ * Paths: one given under the store is kept relative; a row whose path
+ * names the layout file in another spelling is still that file's row.
+ */
+static void
+test_paths_in_store(void **state)
+{
+	struct fixture *f = *state;
+	struct cat_reconcile_report rep;
+	struct cat_snapshot *got = NULL;
+	struct fmt_summary sum;
+	struct cat_snapshot s;
+	struct snap_err e;
+	char dir[PATH_MAX], p[2 * PATH_MAX], buf[PATH_MAX + 64];
+	struct cat_db *db2 = NULL;
+	int64_t id;
+
+	assert_int_equal(cat_guest_add(f->db, "vm", NULL, NULL, &e), 0);
+	assert_int_equal(cat_db_snapshot_dir(f->db, "vm", true, dir,
+					     sizeof(dir), &e), 0);
+	make_snap(dir, "a.snap", "vm", "a", NULL, T0, &sum);
+	/* What the format writer reports as the final path. */
+	assert_string_equal(sum.path, strcat(strcpy(p, dir), "/a.snap"));
+	s = sample("vm", "a", T0);
+	s.path = sum.path;
+	s.apparent_size = sum.apparent_size;
+	assert_int_equal(cat_snapshot_add(f->db, &s, &id, &e), 0);
+	assert_int_equal(cat_snapshot_get(f->db, id, &got, &e), 0);
+	assert_string_equal(got->path, "snapshots/vm/a.snap");
+	assert_int_equal(cat_db_resolve_path(f->db, got->path, buf,
+					     sizeof(buf)), 0);
+	assert_string_equal(buf, sum.path);
+	cat_snapshot_free(got);
+	got = NULL;
+	assert_int_equal(cat_db_resolve_path(f->db, "/x/y", buf, sizeof(buf)),
+			 0);
+	assert_string_equal(buf, "/x/y");
+	assert_int_equal(cat_db_resolve_path(f->db, "", buf, sizeof(buf)),
+			 -EINVAL);
+
+	/* The same with the store spelled with a trailing slash. */
+	snprintf(p, sizeof(p), "%s/", f->store);
+	assert_int_equal(cat_db_open(p, 0, &db2, &e), 0);
+	assert_string_equal(cat_db_store(db2), f->store);
+	make_snap(dir, "b.snap", "vm", "b", NULL, T0, &sum);
+	s = sample("vm", "b", T0);
+	s.path = sum.path;
+	s.apparent_size = sum.apparent_size;
+	assert_int_equal(cat_snapshot_add(db2, &s, &id, &e), 0);
+	assert_int_equal(cat_snapshot_get(db2, id, &got, &e), 0);
+	assert_string_equal(got->path, "snapshots/vm/b.snap");
+	cat_snapshot_free(got);
+	got = NULL;
+	cat_db_close(db2);
+
+	/* A row that spells the layout file's path differently. */
+	snprintf(p, sizeof(p), "UPDATE snapshots SET path = '%s/./snapshots/"
+		 "vm/b.snap' WHERE id = %lld", f->store, (long long)id);
+	raw_exec(f->dbpath, p);
+	snap_err_clear(&e);
+	if (cat_reconcile(f->db, NULL, &rep, &e) != 0)
+		fail_msg("reconcile: %s", e.msg);
+	assert_int_equal(rep.files, 2);
+	assert_int_equal(rep.count[CAT_FIX_ADOPTED], 0);
+	assert_int_equal(cat_snapshot_get(f->db, id, &got, &e), 0);
+	assert_int_equal(got->state, CAT_SNAP_OK);
+	cat_snapshot_free(got);
+}
+
 static void
 test_rebuild_from_files(void **state)
 {
@@ -1627,6 +1696,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_reconcile_each_kind,
 						setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_reconcile_recent_temp_kept,
+						setup_open, teardown),
+		cmocka_unit_test_setup_teardown(test_paths_in_store,
 						setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_rebuild_from_files,
 						setup_open, teardown),

@@ -876,6 +876,12 @@ test_explicit_transaction(void **state)
 	/* A transaction left open is rolled back by close. */
 	assert_int_equal(cat_db_begin(f->db, &e), 0);
 	add(f->db, "vm", "lost", T0);
+	cat_db_close(f->db);
+	assert_int_equal(cat_db_open(f->store, 0, &f->db, &e), 0);
+	assert_int_equal(cat_snapshot_find(f->db, "vm", "lost", &got, &e),
+			 -ENOENT);
+	assert_int_equal(cat_snapshot_find(f->db, "vm", "kept1", &got, &e), 0);
+	cat_snapshot_free(got);
 }
 
 static void

@@ -54,7 +54,7 @@ do_write(const char *dir, const char *name, uint64_t mib, uint64_t seed)
 	struct fmt_progress pr;
 	struct snap_err e;
 	uint64_t npages = (mib << 20) / PS, zrun = 0, singles = 0, runs = 0;
-	uint64_t s = seed | 1, t0, t1;
+	uint64_t s = seed * 2 + 1, t0, t1;
 	struct rusage ru0, ru1;
 	struct fmt_writer_opts o = { 0 };
 	const char *env;

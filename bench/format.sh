@@ -14,14 +14,14 @@
 #   4. fio: sequential O_DIRECT libaio queue-depth-16 read of the same number
 #      of bytes the verifier read;
 # then print both throughputs, the ratios, and allocated vs apparent size.
-# The four steps are repeated ROUNDS times (default 3), alternating ours and
+# The four steps are repeated ROUNDS times (default 5), alternating ours and
 # fio's, and the medians are compared: shared machines are noisy.
 # Needs about 2 x SIZE_MIB of free space; removes its files at the end.
 set -eu
 cd "$(dirname "$0")/.."
 dir=${1:-build/bench-format}
 mib=${2:-2048}
-rounds=${3:-3}
+rounds=${3:-5}
 
 scripts/deps.sh fio
 make --no-print-directory build/libformat.a build/libcommon.a >/dev/null

@@ -63,7 +63,12 @@ next_chunk(struct vstate *v, struct vchunk *c)
 			v->cpage = 0;
 			continue;
 		}
-		maxn = SNAP_MAX((uint64_t)1, CHUNK / ps);
+		/* Stop at the next CHUNK-aligned file offset: aligned reads. */
+		{
+			uint64_t off = b->info.file_offset + p * ps;
+			uint64_t lim = SNAP_ALIGN_UP(off + 1, (uint64_t)CHUNK);
+			maxn = SNAP_MAX((uint64_t)1, (lim - off) / ps);
+		}
 		end = p + 1;
 		/* Extend over present pages and short gaps, up to maxn. */
 		while (end - p < maxn && end < b->info.npages) {

@@ -418,6 +418,162 @@ test_negative_times(void **state)
 	assert_int_equal(res[2].reasons, CAT_RET_DAILY | CAT_RET_YEARLY);
 }
 
+/*
+ * The rules restated independently: for each bucket kind, take the
+ * distinct buckets that hold snapshots (computed with gmtime_r/strftime),
+ * the N most recent of them, and mark the newest snapshot of each (ties
+ * by larger id). Compared with the evaluator on random timelines.
+ */
+static int64_t
+ref_key(int kind, int64_t ns)
+{
+	time_t t = (time_t)(ns >= 0 ? ns / S : -((-ns + S - 1) / S));
+	struct tm tm;
+	char buf[32];
+
+	assert_non_null(gmtime_r(&t, &tm));
+	switch (kind) {
+	case 0: strftime(buf, sizeof(buf), "%Y%m%d%H", &tm); break;
+	case 1: strftime(buf, sizeof(buf), "%Y%m%d", &tm); break;
+	case 2: strftime(buf, sizeof(buf), "%G%V", &tm); break;
+	case 3: strftime(buf, sizeof(buf), "%Y%m", &tm); break;
+	default: strftime(buf, sizeof(buf), "%Y", &tm); break;
+	}
+	return strtoll(buf, NULL, 10);
+}
+
+/* Is a newer than b in the evaluator's order? */
+static bool
+newer(const struct cat_ret_item *a, const struct cat_ret_item *b)
+{
+	return a->created_ns > b->created_ns ||
+	       (a->created_ns == b->created_ns && a->id > b->id);
+}
+
+static void
+reference(const struct cat_ret_policy *p, const struct cat_ret_item *it,
+	  size_t n, unsigned *want)
+{
+	const unsigned counts[5] = { p->keep_hourly, p->keep_daily,
+				     p->keep_weekly, p->keep_monthly,
+				     p->keep_yearly };
+	const unsigned bits[5] = { CAT_RET_HOURLY, CAT_RET_DAILY,
+				   CAT_RET_WEEKLY, CAT_RET_MONTHLY,
+				   CAT_RET_YEARLY };
+	int64_t latest = INT64_MIN;
+	int64_t *keys = calloc(n, sizeof(*keys));
+
+	assert_non_null(keys);
+	for (size_t i = 0; i < n; i++) {
+		want[i] = it[i].pinned ? CAT_RET_PINNED : 0;
+		if (it[i].created_ns > latest)
+			latest = it[i].created_ns;
+	}
+	if (cat_ret_policy_empty(p)) {
+		for (size_t i = 0; i < n; i++)
+			want[i] |= CAT_RET_EMPTY_POLICY;
+		free(keys);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t rank = 0;
+
+		for (size_t j = 0; j < n; j++)
+			rank += newer(&it[j], &it[i]);
+		if (rank < p->keep_last)
+			want[i] |= CAT_RET_LAST;
+		if (p->keep_within_ns > 0 &&
+		    it[i].created_ns > latest - p->keep_within_ns)
+			want[i] |= CAT_RET_WITHIN;
+	}
+	for (int k = 0; k < 5; k++) {
+		for (size_t i = 0; i < n; i++)
+			keys[i] = ref_key(k, it[i].created_ns);
+		for (size_t i = 0; i < n; i++) {
+			size_t newer_buckets = 0;
+			bool newest = true;
+
+			/* Newest in its bucket? */
+			for (size_t j = 0; j < n; j++)
+				if (keys[j] == keys[i] && newer(&it[j], &it[i]))
+					newest = false;
+			if (!newest)
+				continue;
+			/* How many distinct buckets are more recent? */
+			for (size_t j = 0; j < n; j++) {
+				bool first = true;
+
+				if (keys[j] <= keys[i])
+					continue;
+				for (size_t m = 0; m < j; m++)
+					if (keys[m] == keys[j])
+						first = false;
+				newer_buckets += first;
+			}
+			if (newer_buckets < counts[k])
+				want[i] |= bits[k];
+		}
+	}
+	free(keys);
+}
+
+static void
+test_random_timelines_match_reference(void **state)
+{
+	enum { N = 120 };
+	struct cat_ret_item it[N];
+	struct cat_ret_result res[N];
+	unsigned want[N];
+	unsigned seed = 12345;
+	(void)state;
+
+	for (int round = 0; round < 300; round++) {
+		struct cat_ret_policy p = { 0 };
+		/* Spread: minutes to months, so every bucket kind matters. */
+		int64_t span = (int64_t)(1 + rand_r(&seed) % 4000) * 3600 * S;
+		size_t n = 1 + (size_t)(rand_r(&seed) % N);
+		int kept;
+
+		for (size_t i = 0; i < n; i++) {
+			/* Some exact ties, some ids out of time order. */
+			int64_t t = T0 - (int64_t)((double)rand_r(&seed) /
+						   RAND_MAX * (double)span);
+			if (i > 0 && rand_r(&seed) % 8 == 0)
+				t = it[i - 1].created_ns;
+			it[i] = (struct cat_ret_item){
+				(int64_t)(rand_r(&seed) % 100000) * 1000 +
+				(int64_t)i, t, rand_r(&seed) % 13 == 0 };
+		}
+		if (rand_r(&seed) % 2)
+			p.keep_last = rand_r(&seed) % 6;
+		if (rand_r(&seed) % 2)
+			p.keep_hourly = rand_r(&seed) % 6;
+		if (rand_r(&seed) % 2)
+			p.keep_daily = rand_r(&seed) % 8;
+		if (rand_r(&seed) % 2)
+			p.keep_weekly = rand_r(&seed) % 5;
+		if (rand_r(&seed) % 2)
+			p.keep_monthly = rand_r(&seed) % 4;
+		if (rand_r(&seed) % 3 == 0)
+			p.keep_yearly = rand_r(&seed) % 3;
+		if (rand_r(&seed) % 3 == 0)
+			p.keep_within_ns = (int64_t)(rand_r(&seed) % 72) *
+					   3600 * S;
+		reference(&p, it, n, want);
+		kept = eval(&p, it, n, res);
+		assert_true(kept >= 0);
+		for (size_t i = 0; i < n; i++) {
+			if (res[i].reasons != want[i])
+				fail_msg("round %d item %zu (id %lld): reasons "
+					 "%#x, reference %#x", round, i,
+					 (long long)it[i].id, res[i].reasons,
+					 want[i]);
+			kept -= res[i].keep;
+		}
+		assert_int_equal(kept, 0);
+	}
+}
+
 int
 main(void)
 {
@@ -436,6 +592,7 @@ main(void)
 		cmocka_unit_test(test_combined_timeline),
 		cmocka_unit_test(test_reasons_str),
 		cmocka_unit_test(test_negative_times),
+		cmocka_unit_test(test_random_timelines_match_reference),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -59,6 +59,12 @@ col_text(sqlite3_stmt *st, int i)
 	return s != NULL ? s : "";
 }
 
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /* Text columns of CAT_SNAP_COLS, in the order they are copied. */
 static const int text_cols[] = { 1, 2, 3, 8, 9, 10, 11 };
 
@@ -114,6 +120,8 @@ cat_snapshot_from_row(sqlite3_stmt *st, struct cat_snapshot **out,
 			break;
 		*p++ = '\0';
 	}
+	/* SQLite does not promise group_concat()'s order: sort here. */
+	qsort(lv, nlabels, sizeof(*lv), cmp_str);
 	s->labels = lv;
 	s->nlabels = nlabels;
 	s->id = sqlite3_column_int64(st, 0);

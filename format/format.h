@@ -117,6 +117,8 @@ struct fmt_meta {
  *          first n bytes (a short write, which the writer then retries).
  *   fsync: about to fsync the file (@dir false) or its directory (@dir
  *          true). Return 0 to proceed or a negative errno to fail it.
+ * With a write hook set, page runs are written synchronously (buffered), so
+ * that a short write can be made exactly where the hook asks.
  */
 struct fmt_io_hooks {
 	int (*write)(void *ctx, uint64_t off, size_t len);
@@ -134,7 +136,7 @@ struct fmt_writer;
 struct fmt_writer_opts {
 	unsigned flags;             /* FMT_W_* */
 	int zstd_level;             /* 0: default (3) */
-	unsigned queue_depth;       /* writes in flight; 0: default (8) */
+	unsigned queue_depth;       /* writes in flight; 0: default (16) */
 	size_t run_size;            /* bytes per write; 0: default (1 MiB) */
 	unsigned gap_fill_pages;    /* zero pages written as data to join two
 				       runs; 0: default (4), UINT32_MAX: never */
@@ -161,8 +163,9 @@ struct fmt_block_decl {
 /*
  * Create a writer for the file @dir/@name (@name: a plain file name, not
  * starting with '.', no '/'). The data goes to a new temporary file
- * "@dir/.@name.tmp-XXXXXX"; @dir/@name must not exist at commit time.
- * @opts may be NULL. On success *@out owns the temporary file.
+ * "@dir/.@name.tmp-XXXXXX" (mode 0600: it holds guest memory);
+ * @dir/@name must not exist at commit time. @opts may be NULL. On success
+ * *@out owns the temporary file.
  */
 int fmt_writer_open(struct fmt_writer **out, const char *dir, const char *name,
 		    const struct fmt_writer_opts *opts, struct snap_err *err);

@@ -136,7 +136,9 @@ check_chunk(struct vstate *v, const struct vchunk *c, size_t got)
 			bad_page(v, b, p);
 	}
 	if (v->o->progress != NULL && v->res.bytes_read >= v->next_progress) {
-		v->o->progress(v->o->ctx, v->res.bytes_read, v->total);
+		/* Reads may span short gaps: never report past the total. */
+		v->o->progress(v->o->ctx, SNAP_MIN(v->res.bytes_read, v->total),
+			       v->total);
 		v->next_progress = v->res.bytes_read + PROGRESS_STEP;
 	}
 }
@@ -265,7 +267,7 @@ fmt_reader_verify(struct fmt_reader *r, const struct fmt_verify_opts *opts,
 	if (rc < 0)
 		goto out;
 	if (v.o->progress != NULL)
-		v.o->progress(v.o->ctx, v.res.bytes_read, v.total);
+		v.o->progress(v.o->ctx, v.total, v.total);
 	rc = fmt_check_devstate(r, &dserr);
 	if (rc == SNAP_ECHECKSUM) {
 		v.res.bad_sections++;

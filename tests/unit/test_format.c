@@ -640,6 +640,116 @@ test_zero_after_resend(void **state)
 	clean_dir(disk_dir);
 }
 
+/* A block of 2 MiB pages next to a 4 KiB one: alignment and checks. */
+static void
+test_huge_pages(void **state)
+{
+	const uint32_t hps = 2u << 20;
+	struct fmt_block_decl d[2] = { { "pc.ram", 8 * (uint64_t)PS, PS, true },
+				       { "huge", 4 * (uint64_t)hps, hps, false } };
+	struct fmt_writer_opts o = { .align = 4096 };
+	struct fmt_writer *w;
+	struct fmt_reader *r;
+	struct fmt_block_info bi;
+	struct fmt_verify_result vr;
+	struct snap_err e;
+	uint8_t *page = malloc(hps), *buf = malloc(hps);
+	char path[8192];
+
+	(void)state;
+	assert_non_null(page);
+	assert_non_null(buf);
+	assert_int_equal(fmt_writer_open(&w, disk_dir, "h.snap", &o, &e), 0);
+	assert_int_equal(fmt_writer_declare(w, d, 2, &e), 0);
+	fill_page(page, PS, 0, 1, 1);
+	assert_int_equal(fmt_writer_put_page(w, 0, 1, page, &e), 0);
+	fill_page(page, hps, 1, 0, 1);
+	assert_int_equal(fmt_writer_put_page(w, 1, 0, page, &e), 0);
+	fill_page(page, hps, 1, 2, 1);
+	assert_int_equal(fmt_writer_put_page(w, 1, 2, page, &e), 0);
+	assert_int_equal(fmt_writer_commit(w, NULL, &e), 0);
+	fmt_writer_free(w);
+
+	snprintf(path, sizeof(path), "%s/h.snap", disk_dir);
+	assert_int_equal(fmt_reader_open(&r, path, &e), 0);
+	assert_int_equal(fmt_reader_block(r, 1, &bi), 0);
+	assert_int_equal(bi.page_size, hps);
+	assert_int_equal(bi.file_offset % hps, 0);
+	assert_int_equal(bi.present, 2);
+	assert_int_equal(fmt_reader_read_page(r, 1, 2, buf, &e), 0);
+	assert_memory_equal(buf, page, hps);
+	assert_int_equal(fmt_reader_read_page(r, 1, 3, buf, &e), 0);
+	memset(page, 0, hps);
+	assert_memory_equal(buf, page, hps);
+	assert_int_equal(fmt_reader_verify(r, NULL, &vr, &e), 0);
+	assert_int_equal(vr.pages_checked, 3);
+	fmt_reader_free(r);
+	free(page);
+	free(buf);
+}
+
+struct prog {
+	int calls;
+	uint64_t done;
+	uint64_t total;
+};
+
+static void
+on_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct prog *p = ctx;
+
+	p->calls++;
+	p->done = done;
+	p->total = total;
+}
+
+/* The writer's progress counters and the verifier's progress callback. */
+static void
+test_progress(void **state)
+{
+	struct fmt_block_decl d = { "pc.ram", 64 * (uint64_t)PS, PS, true };
+	struct fmt_writer *w;
+	struct fmt_reader *r;
+	struct fmt_progress pr;
+	struct fmt_verify_opts vo = { 0 };
+	struct fmt_verify_result vr;
+	struct prog pg = { 0 };
+	struct snap_err e;
+	uint8_t page[PS];
+	char path[8192];
+
+	(void)state;
+	assert_int_equal(fmt_writer_open(&w, disk_dir, "p.snap", NULL, &e), 0);
+	assert_int_equal(fmt_writer_declare(w, &d, 1, &e), 0);
+	fmt_writer_progress(w, &pr);
+	assert_int_equal(pr.pages_put, 0);
+	assert_int_equal(pr.bytes_written, 0);
+	for (uint64_t p = 0; p < 40; p++) {
+		fill_page(page, PS, 0, p, 1);
+		assert_int_equal(fmt_writer_put_page(w, 0, p, page, &e), 0);
+	}
+	assert_int_equal(fmt_writer_put_zero(w, 0, 50, &e), 0);
+	assert_int_equal(fmt_writer_devstate(w, page, 1000, &e), 0);
+	fmt_writer_progress(w, &pr);
+	assert_int_equal(pr.pages_put, 41);
+	assert_int_equal(pr.devstate_in, 1000);
+	assert_int_equal(fmt_writer_commit(w, NULL, &e), 0);
+	fmt_writer_progress(w, &pr);
+	assert_true(pr.bytes_written >= 40 * PS + 64);
+	fmt_writer_free(w);
+
+	snprintf(path, sizeof(path), "%s/p.snap", disk_dir);
+	vo.progress = on_progress;
+	vo.ctx = &pg;
+	assert_int_equal(fmt_reader_open(&r, path, &e), 0);
+	assert_int_equal(fmt_reader_verify(r, &vo, &vr, &e), 0);
+	assert_true(pg.calls >= 1);
+	assert_int_equal(pg.total, 40 * PS);
+	assert_int_equal(pg.done, pg.total);
+	fmt_reader_free(r);
+}
+
 /* ---- tests: misuse and names ------------------------------------------ */
 
 static void
@@ -1488,6 +1598,8 @@ main(int argc, char **argv)
 		T(test_roundtrip_tmpfs_fallback),
 		T(test_zero_pages_are_holes),
 		T(test_zero_after_resend),
+		T(test_huge_pages),
+		T(test_progress),
 		T(test_misuse),
 		T(test_commit_refuses_existing),
 		T(test_fault_enospc_everywhere),

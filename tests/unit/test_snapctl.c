@@ -188,8 +188,11 @@ main(void)
 		return 1;
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
 	/* A failed test may have left its copy behind. */
-	snprintf(snapctl, sizeof(snapctl), "%s/bad.snap", scratch);
-	unlink(snapctl);
+	{
+		char left[8192];
+		snprintf(left, sizeof(left), "%s/bad.snap", scratch);
+		unlink(left);
+	}
 	rmdir(scratch);
 	return rc;
 }

@@ -29,7 +29,7 @@ snap_log(enum snap_log_level lvl, const char *fmt, ...)
 		[SNAP_LOG_INFO] = "",
 		[SNAP_LOG_DEBUG] = "debug: ",
 	};
-	char msg[1024], stamp[40] = "";
+	char msg[1024], stamp[96] = "";
 	va_list ap;
 
 	if (lvl > log_max)

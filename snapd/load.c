@@ -215,6 +215,17 @@ start_worker(struct load_job *j, void *(*fn)(void *))
 
 /* ---- the steps -------------------------------------------------------- */
 
+/* A QMP step failed: say so, naming QEMU's exit if that was the cause. */
+static void
+step_error(struct load_job *j, const char *what, const char *cls,
+	   const char *desc)
+{
+	if (cls != NULL && strcmp(cls, "Disconnected") == 0)
+		load_fail(j, "QEMU exited during the restore");
+	else
+		load_fail(j, "QEMU refused %s: %s", what, desc);
+}
+
 static void launched(struct guest *g, int rc, const char *why, void *arg);
 static void background_verify(struct load_job *j);
 
@@ -287,11 +298,10 @@ on_cont(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
 
 	(void)c;
 	(void)ret;
-	(void)cls;
 	if (j == NULL)
 		return;
 	if (desc != NULL) {
-		load_fail(j, "QEMU refused to resume: %s", desc);
+		step_error(j, "to resume", cls, desc);
 		return;
 	}
 	finish_ok(j);
@@ -394,11 +404,10 @@ on_incoming(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
 
 	(void)c;
 	(void)ret;
-	(void)cls;
 	if (j == NULL)
 		return;
 	if (desc != NULL)
-		load_fail(j, "QEMU refused migrate-incoming: %s", desc);
+		step_error(j, "migrate-incoming", cls, desc);
 }
 
 static void
@@ -409,11 +418,10 @@ on_getfd(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
 	struct load_job *j = g->load;
 
 	(void)ret;
-	(void)cls;
 	if (j == NULL || j->state == LOAD_FAILED)
 		return;
 	if (desc != NULL) {
-		load_fail(j, "QEMU refused getfd: %s", desc);
+		step_error(j, "getfd", cls, desc);
 		return;
 	}
 	qmpc_exec(c, "migrate-incoming",
@@ -431,11 +439,10 @@ on_caps(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
 	int pair[2];
 
 	(void)ret;
-	(void)cls;
 	if (j == NULL || j->state == LOAD_FAILED)
 		return;
 	if (desc != NULL) {
-		load_fail(j, "QEMU refused its capabilities: %s", desc);
+		step_error(j, "its capabilities", cls, desc);
 		return;
 	}
 	if (!j->eager) {
@@ -679,10 +686,7 @@ resolve_uri(struct snapd *d, const char *uri, const char *vm, char *path,
 				 name);
 			return rc;
 		}
-		if (s->path[0] == '/')
-			rc = snap_fmt(path, size, "%s", s->path);
-		else
-			rc = snap_fmt(path, size, "%s/%s", d->home, s->path);
+		rc = cat_db_resolve_path(d->db, s->path, path, size);
 		*id = s->id;
 		cat_snapshot_free(s);
 		if (rc < 0)

@@ -80,6 +80,8 @@ struct save_job {
 	int64_t downtime_ms;
 	char qemu_status[32];
 	char error[512];
+	bool error_weak;            /* only "QEMU says it failed": the worker
+				       may know the cause */
 
 	/* Shared with the worker, under mu. */
 	pthread_mutex_t mu;
@@ -403,7 +405,7 @@ record_in_catalog(struct save_job *j)
 	s.path = j->summary.path;
 	s.apparent_size = j->summary.apparent_size;
 	s.allocated_size = j->summary.allocated_size;
-	s.ram_size = j->g->spec->memory;
+	s.ram_size = j->summary.total_pages * MIG_PAGE_SIZE;   /* all blocks */
 	s.present_pages = j->summary.present_pages;
 	s.root_digest = hex;
 	s.qemu_version = j->meta.qemu_version;
@@ -430,6 +432,17 @@ job_worker_done(struct loop *l, void *arg)
 	pthread_join(j->thread, NULL);
 	j->thread_started = false;
 	if (j->worker_rc < 0) {
+		/*
+		 * QEMU's "failed" often arrives before the worker's own
+		 * report of why (a stream it refused, a full disk): keep the
+		 * cause, not the symptom. A stream cut short is our own doing
+		 * once the job failed, so it explains nothing.
+		 */
+		if (j->state == SAVE_FAILED && j->error_weak &&
+		    j->worker_rc != -ECANCELED && j->worker_rc != SNAP_ETRUNC)
+			snap_strlcpy(j->error, snap_err_text(&j->worker_err,
+							     j->worker_rc),
+				     sizeof(j->error));
 		if (j->state != SAVE_FAILED) {
 			snap_strlcpy(j->error, snap_err_text(&j->worker_err,
 							     j->worker_rc),
@@ -522,6 +535,9 @@ save_on_qemu_event(struct guest *g, const char *name, json_t *data)
 		/* The downtime is in query-migrate; ask before publishing. */
 		qmpc_exec(g->qmp, "query-migrate", NULL, -1, on_query_migrate, g);
 	} else if (strcmp(st, "failed") == 0) {
+		/* (job_fail frees the job when no worker runs.) */
+		if (j->thread_started && j->state != SAVE_FAILED)
+			j->error_weak = true;
 		job_fail(j, "QEMU reported the migration failed");
 	} else if (strcmp(st, "cancelled") == 0) {
 		job_fail(j, "the migration was cancelled");
@@ -550,12 +566,17 @@ static void step_migrate(struct qmpc *c, json_t *ret, const char *cls,
 			 const char *desc, void *arg);
 
 static bool
-step_failed(struct guest *g, const char *what, const char *desc)
+step_failed(struct guest *g, const char *what, const char *cls,
+	    const char *desc)
 {
 	struct save_job *j = g->save;
 
 	if (j == NULL)
 		return true;
+	if (cls != NULL && strcmp(cls, "Disconnected") == 0) {
+		job_fail(j, "QEMU exited during the save");
+		return true;
+	}
 	if (desc != NULL) {
 		job_fail(j, "QEMU refused %s: %s", what, desc);
 		return true;
@@ -570,8 +591,7 @@ step_getfd(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
 	struct guest *g = arg;
 
 	(void)ret;
-	(void)cls;
-	if (step_failed(g, "getfd", desc))
+	if (step_failed(g, "getfd", cls, desc))
 		return;
 	qmpc_exec(c, "migrate", json_pack("{s:s}", "uri", "fd:snapd-save"), -1,
 		  step_migrate, g);
@@ -585,8 +605,7 @@ step_migrate(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
 
 	(void)c;
 	(void)ret;
-	(void)cls;
-	if (step_failed(g, "migrate", desc))
+	if (step_failed(g, "migrate", cls, desc))
 		return;
 	g->save->state = SAVE_MIGRATING;
 }
@@ -600,8 +619,7 @@ step_params(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
 	int pair[2];
 
 	(void)ret;
-	(void)cls;
-	if (step_failed(g, "migrate-set-parameters", desc))
+	if (step_failed(g, "migrate-set-parameters", cls, desc))
 		return;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) {
 		job_fail(j, "cannot create a socketpair: %s", strerror(errno));
@@ -626,8 +644,7 @@ step_caps(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
 	struct guest *g = arg;
 
 	(void)ret;
-	(void)cls;
-	if (step_failed(g, "migrate-set-capabilities", desc))
+	if (step_failed(g, "migrate-set-capabilities", cls, desc))
 		return;
 	qmpc_exec(c, "migrate-set-parameters",
 		  json_pack("{s:I}", "max-bandwidth", SAVE_BANDWIDTH), -1,
@@ -643,8 +660,7 @@ step_stopped(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
 	json_t *caps;
 
 	(void)ret;
-	(void)cls;
-	if (step_failed(g, "stop", desc))
+	if (step_failed(g, "stop", cls, desc))
 		return;
 	/*
 	 * Capabilities are set explicitly, every one that matters to the

@@ -158,6 +158,14 @@ int hn_qemu_start(const struct hn_qemu_opts *o, struct hn_qemu **out);
 /* Kill (if needed), reap and free; remove the directory. NULL is a no-op. */
 void hn_qemu_free(struct hn_qemu *q);
 
+/*
+ * Follow a QEMU that something else runs (snapd): its console is
+ * @dir/serial.log and its own output @dir/qemu.log. It has no QMP here
+ * (hn_qemu_qmp() is NULL) and hn_qemu_free() neither kills it nor removes
+ * @dir. Its exit is noticed when @pid disappears (status 255).
+ */
+int hn_qemu_attach(const char *dir, pid_t pid, struct hn_qemu **out);
+
 /* Send "quit" and wait for QEMU to exit. Returns its exit status (>= 0). */
 int hn_qemu_quit(struct hn_qemu *q, int timeout_ms);
 
@@ -204,6 +212,50 @@ int hn_migrate_wait(struct hn_qemu *q, int timeout_ms);
 
 /* Print the failure text, the console and QEMU's output to stderr. */
 void hn_report(const struct hn_qemu *q, const char *what, int rc);
+
+/* --- snapd ----------------------------------------------------------------------- */
+
+struct hn_snapd;
+
+/*
+ * Start $SNAP_BUILD/bin/snapd in the foreground with a new store under
+ * hn_tmpdir() and connect a negotiated QMP client to its control socket.
+ * It dies with the test (PR_SET_PDEATHSIG), and its guests with it.
+ */
+int hn_snapd_start(struct hn_snapd **out);
+
+/* SIGTERM, wait (then SIGKILL), free. Returns snapd's exit status. */
+int hn_snapd_stop(struct hn_snapd *s);
+
+struct hn_qmp *hn_snapd_qmp(struct hn_snapd *s);
+const char *hn_snapd_home(const struct hn_snapd *s);
+const char *hn_snapd_socket(const struct hn_snapd *s);
+pid_t hn_snapd_pid(const struct hn_snapd *s);
+
+/* Another client connection to the control socket. */
+int hn_snapd_connect(struct hn_snapd *s, struct hn_qmp **out);
+
+/*
+ * Define guest @name running the test guest with @memory and guest
+ * arguments @guest_args (display none), plus @extra QEMU arguments (a JSON
+ * array or NULL, stolen), and start it. *@q follows its console.
+ */
+int hn_snapd_guest(struct hn_snapd *s, const char *name, const char *memory,
+		   const char *guest_args, json_t *extra, struct hn_qemu **q);
+
+/* Follow the console of guest @name that snapd runs now. */
+int hn_snapd_attach(struct hn_snapd *s, const char *name, struct hn_qemu **q);
+
+/*
+ * Wait for event @name whose data has "vm" == @vm (other events are
+ * dropped). *@data (if not NULL) gets the event's data.
+ */
+int hn_snapd_wait_event(struct hn_qmp *m, const char *name, const char *vm,
+			int timeout_ms, json_t **data);
+
+/* Run $SNAP_BUILD/bin/snapctl with @args against @s; its exit status. */
+int hn_snapctl(struct hn_snapd *s, char *out, size_t outlen,
+	       const char *const *args);
 
 /* --- the guest's memory model ----------------------------------------------------- */
 

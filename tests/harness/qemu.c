@@ -30,6 +30,7 @@
 struct hn_qemu {
 	struct hn_qemu *next;	/* registry of live instances */
 	pid_t pid;
+	bool attached;		/* not ours: run by snapd (hn_qemu_attach) */
 	bool reaped;
 	int status;		/* exit status once reaped */
 	char dir[PATH_MAX];
@@ -206,6 +207,13 @@ reap(struct hn_qemu *q, int flags)
 
 	if (q->reaped)
 		return true;
+	if (q->attached) {
+		if (kill(q->pid, 0) < 0 && errno == ESRCH) {
+			q->reaped = true;
+			q->status = 255;	/* not our child: unknown */
+		}
+		return q->reaped;
+	}
 	do {
 		r = waitpid(q->pid, &st, flags);
 	} while (r < 0 && errno == EINTR);
@@ -246,14 +254,38 @@ hn_qemu_free(struct hn_qemu *q)
 		}
 	}
 	hn_qmp_free(q->qmp);
-	if (!q->reaped) {
+	if (!q->reaped && !q->attached) {
 		kill(-q->pid, SIGKILL);
 		reap(q, 0);
 	}
 	if (q->con_fd >= 0)
 		close(q->con_fd);
-	rm_tree(q->dir);
+	if (!q->attached)
+		rm_tree(q->dir);
 	free(q);
+}
+
+int
+hn_qemu_attach(const char *dir, pid_t pid, struct hn_qemu **out)
+{
+	struct hn_qemu *q = calloc(1, sizeof(*q));
+
+	if (!q)
+		return -ENOMEM;
+	q->con_fd = -1;
+	q->pid = pid;
+	q->attached = true;
+	if (snap_fmt(q->dir, sizeof(q->dir), "%s", dir) < 0 ||
+	    snap_fmt(q->serial_path, sizeof(q->serial_path), "%s/serial.log",
+		     dir) < 0 ||
+	    snap_fmt(q->log_path, sizeof(q->log_path), "%s/qemu.log", dir) < 0) {
+		free(q);
+		return -ENAMETOOLONG;
+	}
+	q->next = live;
+	live = q;
+	*out = q;
+	return 0;
 }
 
 static pid_t

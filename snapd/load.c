@@ -65,6 +65,9 @@ static const char *const load_state_names[] = {
 
 enum verify_mode { VERIFY_FULL, VERIFY_BACKGROUND, VERIFY_NONE };
 
+/* The daemon, for callbacks that carry only a guest's name. */
+static struct snapd *load_daemon;
+
 struct load_job {
 	struct snapd *d;
 	struct guest *g;
@@ -117,6 +120,22 @@ job_free(struct load_job *j)
 	free(j);
 }
 
+/* Undefine a clone a failed restore created, once it has no QEMU. */
+static void
+remove_failed_clone(struct loop *l, void *arg)
+{
+	char *name = arg;
+	struct guest *g;
+
+	(void)l;
+	g = guest_find(load_daemon, name);
+	if (g != NULL && g->remove_on_exit && g->pid <= 0 && g->load == NULL) {
+		cat_guest_remove(load_daemon->db, g->spec->name, NULL);
+		guest_remove(load_daemon, g);
+	}
+	free(name);
+}
+
 /* Detach and free the job; the worker must be gone. */
 static void
 job_end(struct load_job *j)
@@ -133,13 +152,20 @@ job_end(struct load_job *j)
 			  g->spec->name, j->path, j->error);
 	}
 	g->load = NULL;
-	if (j->state == LOAD_FAILED && g->pid > 0)
-		kill(g->pid, SIGKILL);
-	if (j->state == LOAD_FAILED && j->created_guest && g->pid <= 0) {
-		cat_guest_remove(d->db, g->spec->name, NULL);
-		guest_remove(d, g);
-	} else if (j->state == LOAD_FAILED && j->created_guest) {
-		g->remove_on_exit = true;
+	if (j->state == LOAD_FAILED) {
+		if (g->pid > 0)
+			guest_kill(g);
+		/*
+		 * A clone this restore defined goes away again, but never from
+		 * here: we may be deep inside the guest's own exit handling.
+		 */
+		if (j->created_guest) {
+			char *name = strdup(g->spec->name);
+			g->remove_on_exit = true;
+			if (name != NULL &&
+			    loop_post(d->loop, remove_failed_clone, name) < 0)
+				free(name);
+		}
 	}
 	job_free(j);
 }
@@ -751,6 +777,7 @@ load_start(struct snapd *d, struct qmpd_req *req, json_t *args)
 		return;
 	}
 	j->d = d;
+	load_daemon = d;
 	j->sock = -1;
 	j->t0_ns = snap_now_mono_ns();
 	if (strcmp(mode, "lazy") != 0 && strcmp(mode, "eager") != 0) {

@@ -100,6 +100,13 @@ int hn_qmp_getfd(struct hn_qmp *m, int fd, const char *name);
 int hn_qmp_wait_event(struct hn_qmp *m, const char *name, int timeout_ms,
 		      json_t **event);
 
+/*
+ * The same, taking only an event whose data has "vm" == @vm (snapd's
+ * events); others stay queued. @vm NULL matches any.
+ */
+int hn_qmp_wait_event_vm(struct hn_qmp *m, const char *name, const char *vm,
+			 int timeout_ms, json_t **event);
+
 /* Number of queued (not yet taken) events named @name (NULL: all). */
 size_t hn_qmp_event_count(const struct hn_qmp *m, const char *name);
 
@@ -247,8 +254,8 @@ int hn_snapd_guest(struct hn_snapd *s, const char *name, const char *memory,
 int hn_snapd_attach(struct hn_snapd *s, const char *name, struct hn_qemu **q);
 
 /*
- * Wait for event @name whose data has "vm" == @vm (other events are
- * dropped). *@data (if not NULL) gets the event's data.
+ * Wait for event @name whose data has "vm" == @vm (others stay queued).
+ * *@data (if not NULL) gets the event's data.
  */
 int hn_snapd_wait_event(struct hn_qmp *m, const char *name, const char *vm,
 			int timeout_ms, json_t **data);

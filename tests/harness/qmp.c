@@ -348,9 +348,26 @@ event_is(json_t *ev, const char *name)
 	return n && (!name || strcmp(n, name) == 0);
 }
 
+/* Does @ev carry data.vm == @vm (any event when @vm is NULL)? */
+static bool
+event_of(json_t *ev, const char *vm)
+{
+	const char *v = json_string_value(json_object_get(
+		json_object_get(ev, "data"), "vm"));
+
+	return vm == NULL || (v != NULL && strcmp(v, vm) == 0);
+}
+
 int
 hn_qmp_wait_event(struct hn_qmp *m, const char *name, int timeout_ms,
 		  json_t **event)
+{
+	return hn_qmp_wait_event_vm(m, name, NULL, timeout_ms, event);
+}
+
+int
+hn_qmp_wait_event_vm(struct hn_qmp *m, const char *name, const char *vm,
+		     int timeout_ms, json_t **event)
 {
 	uint64_t deadline = snap_now_mono_ns() + (uint64_t)timeout_ms * 1000000;
 
@@ -360,7 +377,7 @@ hn_qmp_wait_event(struct hn_qmp *m, const char *name, int timeout_ms,
 		int rc;
 
 		json_array_foreach(m->events, i, ev) {
-			if (!event_is(ev, name))
+			if (!event_is(ev, name) || !event_of(ev, vm))
 				continue;
 			if (event)
 				*event = json_incref(ev);

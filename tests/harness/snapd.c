@@ -243,27 +243,15 @@ int
 hn_snapd_wait_event(struct hn_qmp *m, const char *name, const char *vm,
 		    int timeout_ms, json_t **data)
 {
-	uint64_t deadline = snap_now_mono_ns() + (uint64_t)timeout_ms * 1000000;
+	json_t *ev = NULL;
+	int rc = hn_qmp_wait_event_vm(m, name, vm, timeout_ms, &ev);
 
-	for (;;) {
-		uint64_t now = snap_now_mono_ns();
-		int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000);
-		json_t *ev = NULL, *d;
-		const char *v;
-		int rc = hn_qmp_wait_event(m, name, left, &ev);
-
-		if (rc < 0)
-			return rc;
-		d = json_object_get(ev, "data");
-		v = json_string_value(json_object_get(d, "vm"));
-		if (vm == NULL || (v != NULL && strcmp(v, vm) == 0)) {
-			if (data != NULL)
-				*data = json_incref(d);
-			json_decref(ev);
-			return 0;
-		}
-		json_decref(ev);
-	}
+	if (rc < 0)
+		return rc;
+	if (data != NULL)
+		*data = json_incref(json_object_get(ev, "data"));
+	json_decref(ev);
+	return 0;
 }
 
 int

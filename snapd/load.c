@@ -900,12 +900,15 @@ load_start(struct snapd *d, struct qmpd_req *req, json_t *args)
 				       "'%s': %s", vm, snap_err_text(&e, rc));
 			goto fail;
 		}
-		rc = guest_add(d, spec, &g);
+		struct guest *ng = NULL;
+
+		rc = guest_add(d, spec, &ng);
 		spec = NULL;
-		if (rc < 0) {
+		if (rc < 0 || ng == NULL) {
 			qmpd_reply_err(req, QMPD_GENERIC, "out of memory");
 			goto fail;
 		}
+		g = ng;
 		j->created_guest = true;
 	} else {
 		/* The snapshot's spec is what the stream needs. */

@@ -916,6 +916,10 @@ load_start(struct snapd *d, struct qmpd_req *req, json_t *args)
 		g->spec = spec;
 		spec = NULL;
 	}
+	if (g == NULL) {        /* cannot happen; keeps analysers calm */
+		qmpd_reply_err(req, QMPD_GENERIC, "internal error");
+		goto fail;
+	}
 	j->g = g;
 	g->load = j;
 	qmpd_reply_ok(req, json_pack("{s:s, s:s, s:s}", "vm", vm, "path",

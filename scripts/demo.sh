@@ -1,82 +1,149 @@
 #!/bin/sh
 # scripts/demo.sh: the demonstration behind "make demo".
 #
-# For now it boots the self-verifying test guest (tests/guest/) under QEMU
-# with TCG, fills 256 MiB of guest memory with its pattern, shows the
-# guest's serial console (READY, then TICK and OK lines as it rewrites and
-# re-verifies its memory) for a few ticks, and stops QEMU again. Save and
-# restore steps will be added here as they come.
+# The whole story on the self-verifying test guest (tests/guest/):
+#   1. snapd starts with a fresh store in a temporary directory;
+#   2. a guest is defined and booted: it fills 256 MiB with its pattern and
+#      keeps checking it (READY, TICK, OK on its serial console);
+#   3. snapctl saves it into a mapped-RAM snapshot file, which is verified
+#      and inspected offline;
+#   4. snapctl loads the snapshot as a clone, lazily (the file is mapped as
+#      the clone's RAM): the clone's tick counter goes on from the saved
+#      moment without a reboot, and its full memory check says OK;
+#   5. the original guest is "fast-rebooted" back to the snapshot;
+#   6. everything is stopped and removed.
+# Times are printed as they happen.
 #
 # Environment: SNAP_BUILD (build directory, default "build"), DEMO_MEM
-# (guest RAM, default 320M), DEMO_FILL (default 256M), DEMO_TICKS (default 5).
+# (guest RAM, default 320M), DEMO_FILL (default 256M).
 set -eu
 
 build=${SNAP_BUILD:-build}
-guest=$build/guest/snapguest.elf
+guest=$(realpath "$build/guest/snapguest.elf")
+snapd=$build/bin/snapd
 mem=${DEMO_MEM:-320M}
 fill=${DEMO_FILL:-256M}
-ticks=${DEMO_TICKS:-5}
-qemu=${SNAP_QEMU:-qemu-system-x86_64}
 
-[ -r "$guest" ] || { echo "demo: no test guest at '$guest'; run make" >&2; exit 1; }
+for f in "$guest" "$snapd" "$build/bin/snapctl"; do
+	[ -r "$f" ] || { echo "demo: '$f' is missing; run make" >&2; exit 1; }
+done
 
 dir=$(mktemp -d /tmp/snap-demo.XXXXXX)
-pid=
+home=$dir/store
+spid=
 cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	if [ -n "$spid" ]; then
+		kill "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
+	fi
 	rm -rf "$dir"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-args="fill=$fill seed=42 zero=25 single=20 dirty=64 verify=1 tick_ms=200"
-echo "demo: booting the test guest: $mem of RAM, guest arguments: $args"
-start=$(date +%s%N)
-"$qemu" -machine pc-i440fx-7.2 -accel tcg -m "$mem" -no-user-config \
-	-display none -monitor none -parallel none -nic none \
-	-serial "file:$dir/serial.log" \
-	-kernel "$guest" -append "$args" >"$dir/qemu.log" 2>&1 &
-pid=$!
+ctl() {
+	"$build/bin/snapctl" --socket "$home/control.sock" "$@"
+}
+say() {
+	printf '\n\033[1mdemo: %s\033[0m\n' "$*"
+}
+ms_since() {
+	echo $(( ($(date +%s%N) - $1) / 1000000 ))
+}
 
-# Show the console until the guest has verified its memory $ticks times.
-# (A shell read loop: awk and tr would buffer the stream.)
-cr=$(printf '\r')
-status=1
-partial=
-touch "$dir/serial.log"
-exec 3<"$dir/serial.log"
-deadline=$(($(date +%s) + 120))
-while [ "$(date +%s)" -lt "$deadline" ]; do
-	# At the end of the file, read returns false with a partial line.
-	if ! IFS= read -r part <&3; then
-		partial=$partial$part
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.05
-		continue
-	fi
-	line=$partial$part
+# follow NAME OKS: show guest NAME's console from where the last call left
+# off until it has printed OKS "OK" lines (or a BAD/ERROR/FAULT line, which
+# fails the demo). A restore starts a new console file: "fresh NAME".
+fresh() {
+	rm -f "$dir/$1.seen"
+}
+follow() {
+	log=$home/guests/$1/serial.log
+	want=$2
+	oks=0
 	partial=
-	line=${line%"$cr"}
-	echo "guest| $line"
-	case $line in
-	READY*)
-		now=$(date +%s%N)
-		echo "demo: READY $(( (now - start) / 1000000 )) ms after QEMU started" ;;
-	BAD*|ERROR*|FAULT*)
-		break ;;
-	"OK "*)
-		[ "${line#OK }" -ge "$ticks" ] && { status=0; break; } ;;
-	esac
-done
-exec 3<&-
-if [ "$status" -ne 0 ]; then
-	echo "demo: the guest did not check out; QEMU said:" >&2
-	cat "$dir/qemu.log" >&2
-	exit 1
-fi
+	cr=$(printf '\r')
+	seen=$(cat "$dir/$1.seen" 2>/dev/null || echo 0)
+	while [ ! -e "$log" ]; do sleep 0.05; done
+	exec 3<"$log"
+	i=0
+	while [ $i -lt "$seen" ] && IFS= read -r part <&3; do i=$((i + 1)); done
+	deadline=$(($(date +%s) + 120))
+	while [ "$(date +%s)" -lt "$deadline" ]; do
+		# At the end of the file, read returns false with a partial line.
+		if ! IFS= read -r part <&3; then
+			partial=$partial$part
+			sleep 0.05
+			continue
+		fi
+		line=$partial$part
+		partial=
+		line=${line%"$cr"}
+		seen=$((seen + 1))
+		echo "$seen" >"$dir/$1.seen"
+		echo "  $1| $line"
+		case $line in
+		BAD*|ERROR*|FAULT*)
+			exec 3<&-
+			echo "demo: guest '$1' reports a problem" >&2
+			return 1 ;;
+		"OK "*)
+			oks=$((oks + 1))
+			if [ "$oks" -ge "$want" ]; then
+				exec 3<&-
+				return 0
+			fi ;;
+		esac
+	done
+	exec 3<&-
+	echo "demo: guest '$1' went quiet" >&2
+	return 1
+}
 
-echo "demo: stopping QEMU"
-kill "$pid"
-wait "$pid" 2>/dev/null || true
-pid=
+say "starting snapd with a new store in $home"
+"$snapd" -d --home "$home" >"$dir/snapd.log" 2>&1 &
+spid=$!
+i=0
+while [ ! -S "$home/control.sock" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+
+args="fill=$fill seed=42 zero=25 single=20 dirty=64 verify=2 tick_ms=200"
+say "defining and booting guest 'demo': $mem of RAM, guest arguments: $args"
+ctl vm define demo --memory "$mem" --kernel "$guest" --append "$args" \
+	--display none
+t0=$(date +%s%N)
+ctl vm start demo
+follow demo 2
+echo "demo: booted, filled and checked in $(ms_since "$t0") ms"
+
+say "saving 'demo' (stopped save; the guest resumes afterwards)"
+ctl save demo --name demo-1
+file=$home/snapshots/demo/demo-1.snap
+ls -ls "$file" | awk '{ printf "demo: %s: %d bytes apparent, %d KiB allocated (zero pages are holes)\n", $10, $6, $1 }'
+
+say "verifying and inspecting the snapshot file offline"
+ctl verify "$file"
+ctl inspect "$file" | sed -n '1,14p'
+
+say "the original keeps running"
+follow demo 1
+
+say "loading the snapshot as a clone 'demo-clone' (lazy: the file is its RAM)"
+ctl load demo/demo-1 --as demo-clone
+echo "demo: the clone goes on from the saved tick, no reboot, memory checked:"
+follow demo-clone 2
+
+say "fast reboot: bringing 'demo' itself back to the snapshot"
+ctl load demo/demo-1 --verify=none
+fresh demo
+follow demo 1
+
+say "what snapd knows"
+ctl vm list
+ctl list
+
+say "stopping the guests and snapd"
+ctl vm stop demo-clone
+ctl vm stop demo
+kill "$spid"
+wait "$spid" 2>/dev/null || true
+spid=
 echo "demo: done"

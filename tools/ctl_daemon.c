@@ -388,8 +388,7 @@ follow(struct ctl_qmp *c, struct follow *f)
 			json_decref(ev);
 			return CTL_EXIT_OK;
 		}
-		if (strcmp(name, f->fail_event) == 0 ||
-		    strcmp(name, "GUEST_STOPPED") == 0) {
+		if (strcmp(name, f->fail_event) == 0) {
 			if (f->tty)
 				fputs("\r\033[K", stderr);
 			const char *why = json_string_value(json_object_get(data,

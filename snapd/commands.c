@@ -500,5 +500,7 @@ const struct qmpd_command snapd_commands[] = {
 	{ "query-migrate-capabilities", cmd_query_migrate_caps },
 	{ "query-snapshots", cmd_query_snapshots },
 	{ "snapshot-delete", cmd_snapshot_delete },
+	{ "snapshot-prune", cmd_snapshot_prune },
+	{ "snapshot-pin", cmd_snapshot_pin },
 	{ NULL, NULL },
 };

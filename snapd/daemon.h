@@ -140,6 +140,10 @@ void load_on_qemu_gone(struct guest *g);
 void load_on_exited(struct guest *g);
 json_t *load_query(const struct guest *g);
 
+/* prune.c */
+void cmd_snapshot_prune(struct qmpd_req *req, json_t *args, void *ctx);
+void cmd_snapshot_pin(struct qmpd_req *req, json_t *args, void *ctx);
+
 /* commands.c */
 extern const struct qmpd_command snapd_commands[];
 

@@ -310,27 +310,15 @@ emit_migration(struct save_job *j, const char *status)
 			     "status", status));
 }
 
+/* Report the outcome, detach the job from the guest and free it. */
 static void
-resume_if_asked(struct save_job *j)
+job_report(struct save_job *j)
 {
 	struct guest *g = j->g;
+	uint64_t ms = (j->t_end_ns ? j->t_end_ns : snap_now_mono_ns()) -
+		      j->t_start_ns;
 
-	if (g->qmp == NULL || g->proc != GUEST_UP)
-		return;
-	if (j->was_running && j->resume)
-		qmpc_exec(g->qmp, "cont", NULL, -1, NULL, NULL);
-}
-
-/*
- * The job has ended one way or another. Called once; detaches the job from
- * the guest. The worker, if any, must have finished (or never started).
- */
-static void
-job_finish(struct save_job *j)
-{
-	struct guest *g = j->g;
-	uint64_t ms = (snap_now_mono_ns() - j->t_start_ns) / 1000000u;
-
+	ms /= 1000000u;
 	if (j->state == SAVE_DONE) {
 		json_t *ev = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s}",
 			"vm", g->spec->name, "name", j->name,
@@ -347,7 +335,9 @@ job_finish(struct save_job *j)
 			  (unsigned long long)j->summary.apparent_size,
 			  (unsigned long long)ms);
 	} else {
-		j->state = SAVE_FAILED;
+		/* Nothing may be left behind by the time anyone hears. */
+		if (j->w != NULL)
+			fmt_writer_abort(j->w);
 		emit_migration(j, "failed");
 		qmpd_event(j->d->qmpd, "SNAPSHOT_FAILED",
 			   json_pack("{s:s, s:s, s:s}", "vm", g->spec->name,
@@ -355,9 +345,44 @@ job_finish(struct save_job *j)
 		snap_warn("guest '%s': save '%s' failed: %s", g->spec->name,
 			  j->name, j->error);
 	}
-	resume_if_asked(j);
 	g->save = NULL;
 	job_free(j);
+}
+
+static void
+on_resumed(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
+	   void *arg)
+{
+	struct save_job *j = arg;
+
+	(void)c;
+	(void)ret;
+	(void)cls;
+	if (desc != NULL)
+		snap_warn("guest '%s': cannot resume after the save: %s",
+			  j->g->spec->name, desc);
+	job_report(j);
+}
+
+/*
+ * The job has ended one way or another. Called once; the worker, if any,
+ * must have finished (or never started). The guest is resumed first when
+ * it was running and the request asked for it, and the outcome is reported
+ * once QEMU has answered, so that a client hearing "saved" finds the guest
+ * running (and may save again at once).
+ */
+static void
+job_finish(struct save_job *j)
+{
+	struct guest *g = j->g;
+
+	if (j->state != SAVE_DONE)
+		j->state = SAVE_FAILED;
+	if (g->qmp != NULL && g->proc == GUEST_UP && j->was_running &&
+	    j->resume &&
+	    qmpc_exec(g->qmp, "cont", NULL, -1, on_resumed, j) == 0)
+		return;
+	job_report(j);
 }
 
 static void

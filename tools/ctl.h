@@ -41,6 +41,8 @@ int ctl_cmd_save(int argc, char **argv);
 int ctl_cmd_load(int argc, char **argv);
 int ctl_cmd_list(int argc, char **argv);
 int ctl_cmd_rm(int argc, char **argv);
+int ctl_cmd_prune(int argc, char **argv);
+int ctl_cmd_pin(int argc, char **argv);     /* "pin" and "unpin" */
 
 /* Global options, set by main before a command runs. */
 extern const char *ctl_socket_path;   /* --socket, or NULL: the default */

@@ -727,3 +727,103 @@ ctl_cmd_rm(int argc, char **argv)
 		printf("removed %s/%s\n", argv[1], argv[2]);
 	return rc;
 }
+
+/* ---- prune and pin ---------------------------------------------------- */
+
+int
+ctl_cmd_prune(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "keep-last", required_argument, NULL, 'l' },
+		{ "keep-hourly", required_argument, NULL, 'H' },
+		{ "keep-daily", required_argument, NULL, 'd' },
+		{ "keep-weekly", required_argument, NULL, 'w' },
+		{ "keep-monthly", required_argument, NULL, 'm' },
+		{ "keep-yearly", required_argument, NULL, 'y' },
+		{ "keep-within", required_argument, NULL, 'W' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	json_t *args = json_object(), *ret = NULL, *s;
+	bool dry = false;
+	size_t i;
+	int opt, rc;
+
+	argc = strip_json(argc, argv);
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		const char *key = NULL;
+		char *end;
+		long v;
+
+		switch (opt) {
+		case 'l': key = "keep-last"; break;
+		case 'H': key = "keep-hourly"; break;
+		case 'd': key = "keep-daily"; break;
+		case 'w': key = "keep-weekly"; break;
+		case 'm': key = "keep-monthly"; break;
+		case 'y': key = "keep-yearly"; break;
+		case 'W':
+			json_object_set_new(args, "keep-within",
+					    json_string(optarg));
+			continue;
+		case 'n':
+			dry = true;
+			continue;
+		default:
+			json_decref(args);
+			return CTL_EXIT_USAGE;
+		}
+		v = strtol(optarg, &end, 10);
+		if (*optarg == '\0' || *end != '\0' || v < 0) {
+			fprintf(stderr, "snapctl: --%s wants a count\n", key);
+			json_decref(args);
+			return CTL_EXIT_USAGE;
+		}
+		json_object_set_new(args, key, json_integer(v));
+	}
+	if (optind + 1 != argc) {
+		fprintf(stderr, "usage: snapctl prune VM [--keep-last N] "
+			"[--keep-hourly N] [--keep-daily N] [--keep-weekly N] "
+			"[--keep-monthly N] [--keep-yearly N] [--keep-within "
+			"DURATION] [--dry-run]\n");
+		json_decref(args);
+		return CTL_EXIT_USAGE;
+	}
+	json_object_set_new(args, "vm", json_string(argv[optind]));
+	json_object_set_new(args, "dry-run", json_boolean(dry));
+	rc = simple("snapshot-prune", args, &ret);
+	if (rc != CTL_EXIT_OK)
+		return rc;
+	if (ctl_json_output) {
+		print_json(ret);
+	} else {
+		json_array_foreach(ret, i, s)
+			printf("%-7s %-24s %s\n",
+			       json_is_true(json_object_get(s, "keep")) ? "keep" :
+			       dry ? "would remove" : "removed",
+			       json_string_value(json_object_get(s, "name")),
+			       json_string_value(json_object_get(s, "reasons")));
+	}
+	json_decref(ret);
+	return rc;
+}
+
+int
+ctl_cmd_pin(int argc, char **argv)
+{
+	bool pin = strcmp(argv[0], "pin") == 0;
+	int rc;
+
+	argc = strip_json(argc, argv);
+	if (argc != 3) {
+		fprintf(stderr, "usage: snapctl %s VM NAME\n", argv[0]);
+		return CTL_EXIT_USAGE;
+	}
+	rc = simple("snapshot-pin", json_pack("{s:s, s:s, s:b}", "vm", argv[1],
+					      "name", argv[2], "pinned", pin),
+		    NULL);
+	if (rc == CTL_EXIT_OK && !ctl_json_output)
+		printf("%s %s/%s\n", pin ? "pinned" : "unpinned", argv[1], argv[2]);
+	return rc;
+}

@@ -28,6 +28,11 @@ static const struct ctl_cmd commands[] = {
 	{ "list", "[VM] [--label L] [--limit N]",
 	  "list the cataloged snapshots", ctl_cmd_list },
 	{ "rm", "VM NAME", "remove a snapshot and its file", ctl_cmd_rm },
+	{ "prune", "VM [--keep-last N] [--keep-daily N] ... [--dry-run]",
+	  "remove the snapshots a retention policy does not keep",
+	  ctl_cmd_prune },
+	{ "pin", "VM NAME", "keep a snapshot whatever the policy", ctl_cmd_pin },
+	{ "unpin", "VM NAME", "let the policy decide again", ctl_cmd_pin },
 };
 
 static void

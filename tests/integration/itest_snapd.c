@@ -404,6 +404,49 @@ test_socket_answers_during_save(void **state)
 	shutdown_guest("g8", q);
 }
 
+static void
+test_prune_and_pin(void **state)
+{
+	struct hn_qemu *q = boot("g9", "32M", "fill=8M seed=19", NULL);
+	struct hn_qmp *m = hn_snapd_qmp(sd);
+	const char *names[] = { "p1", "p2", "p3", "p4" };
+	char out[4096];
+	json_t *ret = NULL;
+	(void)state;
+
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(hn_qmp_execf(m, NULL, "snapshot-save",
+					      "{s:s, s:s}", "vm", "g9", "name",
+					      names[i]), 0);
+		assert_int_equal(hn_snapd_wait_event(m, "SNAPSHOT_SAVED", "g9",
+						     EV_TIMEOUT, NULL), 0);
+	}
+	{
+		const char *args[] = { "pin", "g9", "p1", NULL };
+		assert_int_equal(hn_snapctl(sd, out, sizeof(out), args), 0);
+	}
+	/* A dry run changes nothing. */
+	{
+		const char *args[] = { "prune", "g9", "--keep-last", "2",
+				       "--dry-run", NULL };
+		assert_int_equal(hn_snapctl(sd, out, sizeof(out), args), 0);
+		assert_non_null(strstr(out, "would remove p2"));
+		assert_int_equal(catalog_count("g9"), 4);
+	}
+	/* keep-last 2 keeps p4 and p3, the pin keeps p1, p2 goes. */
+	assert_int_equal(hn_qmp_execf(m, &ret, "snapshot-prune", "{s:s, s:i}",
+				      "vm", "g9", "keep-last", 2), 0);
+	assert_int_equal(json_array_size(ret), 4);
+	json_decref(ret);
+	assert_int_equal(catalog_count("g9"), 3);
+	assert_int_equal(access(snap_path("g9", "p2"), F_OK), -1);
+	assert_int_equal(access(snap_path("g9", "p1"), F_OK), 0);
+	assert_int_equal(access(snap_path("g9", "p4"), F_OK), 0);
+	assert_int_equal(hn_qmp_execf(m, NULL, "snapshot-prune", "{s:s, s:s}",
+				      "vm", "g9", "keep-within", "3x"), SNAP_EQEMU);
+	shutdown_guest("g9", q);
+}
+
 /* Raw bytes to the control socket; returns the reply line. */
 static void
 raw_exchange(int fd, const char *send, char *reply, size_t size)
@@ -482,6 +525,7 @@ main(void)
 		cmocka_unit_test(test_full_disk),
 		cmocka_unit_test(test_unknown_section_and_disks),
 		cmocka_unit_test(test_socket_answers_during_save),
+		cmocka_unit_test(test_prune_and_pin),
 	};
 
 	hn_require_qemu();

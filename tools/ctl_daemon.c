@@ -798,12 +798,14 @@ ctl_cmd_prune(int argc, char **argv)
 	if (ctl_json_output) {
 		print_json(ret);
 	} else {
-		json_array_foreach(ret, i, s)
+		for (i = 0; i < json_array_size(ret); i++) {
+			s = json_array_get(ret, i);
 			printf("%-7s %-24s %s\n",
 			       json_is_true(json_object_get(s, "keep")) ? "keep" :
 			       dry ? "would remove" : "removed",
 			       json_string_value(json_object_get(s, "name")),
 			       json_string_value(json_object_get(s, "reasons")));
+		}
 	}
 	json_decref(ret);
 	return rc;

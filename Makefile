@@ -31,7 +31,7 @@ endif
 OPT      ?= -O2 -g
 CPPFLAGS += -I. -D_GNU_SOURCE
 CFLAGS   += -std=c11 $(OPT) $(WARN) -MMD -MP -fno-strict-aliasing
-LDLIBS   += -lzstd -laio -lxxhash -lsqlite3 -ljansson -lpthread -lm
+LDLIBS   += -lzstd -laio -lxxhash -lsqlite3 -ljansson -lpthread -lm -lnettle
 
 MODULES  := snapd restore catalog format common
 # Link order: dependants first.

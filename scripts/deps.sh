@@ -9,7 +9,8 @@ set -eu
 PKGS="make gcc libc6-dev binutils clang libclang-rt-14-dev
  libzstd-dev libaio-dev libxxhash-dev libsqlite3-dev libcmocka-dev
  libjansson-dev qemu-system-x86 qemu-utils mandoc cppcheck sqlite3
- python3 $*"
+ python3 nettle-dev vncsnapshot xvfb gvncviewer libjpeg-turbo-progs
+ xauth $*"
 
 missing=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' $PKGS 2>/dev/null |
 	awk '$2 != "ii" { print $1 }')

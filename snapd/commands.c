@@ -7,6 +7,7 @@
  * QEMU's names and argument spellings, with a "vm" argument naming the
  * guest.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@ cmd_vm_define(struct qmpd_req *req, json_t *args, void *ctx)
 	struct snap_err e;
 	struct guest *g;
 	json_t *sj = NULL, *canon;
+	char why[512];
 	char *text;
 	int rc;
 
@@ -77,6 +79,12 @@ cmd_vm_define(struct qmpd_req *req, json_t *args, void *ctx)
 	rc = guest_add(d, spec, &g);
 	if (rc < 0) {
 		qmpd_reply_err(req, QMPD_GENERIC, "%s", snap_strerror(rc));
+		return;
+	}
+	if (guest_open_display(g, false, why, sizeof(why)) < 0) {
+		cat_guest_remove(d->db, g->spec->name, NULL);
+		guest_remove(d, g);
+		qmpd_reply_err(req, QMPD_GENERIC, "%s", why);
 		return;
 	}
 	qmpd_reply_ok(req, guest_to_json(g));
@@ -479,6 +487,66 @@ cmd_snapshot_delete(struct qmpd_req *req, json_t *args, void *ctx)
 	qmpd_reply_ok(req, NULL);
 }
 
+/*
+ * client_migrate_info {vm, protocol, hostname, port, password?}: where the
+ * guest's display clients go at its next resume elsewhere (vncproxy.h).
+ * Returns at once; CLIENTS_REPOINTED reports the outcome.
+ */
+static void
+cmd_client_migrate_info(struct qmpd_req *req, json_t *args, void *ctx)
+{
+	static const char *const allowed[] = {
+		"vm", "protocol", "hostname", "port", "tls-port",
+		"cert-subject", "password", NULL,
+	};
+	const char *proto = NULL, *host = NULL, *pw = NULL;
+	unsigned char addr[16];
+	long long port = -1;
+	struct guest *g;
+
+	if (!qmpd_args_only(req, args, allowed) ||
+	    (g = arg_guest(req, args, ctx)) == NULL ||
+	    !qmpd_arg_str(req, args, "protocol", true, &proto) ||
+	    !qmpd_arg_str(req, args, "hostname", true, &host) ||
+	    !qmpd_arg_int(req, args, "port", false, &port) ||
+	    !qmpd_arg_str(req, args, "password", false, &pw))
+		return;
+	if (strcmp(proto, "spice") == 0) {
+		qmpd_reply_err(req, QMPD_GENERIC, "protocol 'spice' is not "
+			       "supported: snapd serves guest displays over "
+			       "VNC only");
+		return;
+	}
+	if (strcmp(proto, "vnc") != 0) {
+		qmpd_reply_err(req, QMPD_GENERIC, "parameter 'protocol' must "
+			       "be 'vnc'");
+		return;
+	}
+	if (port < 1 || port > 65535) {
+		qmpd_reply_err(req, QMPD_GENERIC, "parameter 'port' must be "
+			       "1 to 65535");
+		return;
+	}
+	if (inet_pton(strchr(host, ':') ? AF_INET6 : AF_INET, host, addr) != 1) {
+		qmpd_reply_err(req, QMPD_GENERIC, "parameter 'hostname' '%s' "
+			       "is not a numeric IPv4 or IPv6 address", host);
+		return;
+	}
+	if (pw != NULL && (pw[0] == '\0' || strlen(pw) > SPEC_VNC_PASSWORD_MAX)) {
+		qmpd_reply_err(req, QMPD_GENERIC, "parameter 'password' must "
+			       "be 1 to %d bytes", SPEC_VNC_PASSWORD_MAX);
+		return;
+	}
+	if (g->vnc == NULL) {
+		qmpd_reply_err(req, QMPD_GENERIC, "guest '%s' has no VNC "
+			       "endpoint", g->spec->name);
+		return;
+	}
+	qmpd_reply_ok(req, NULL);
+	vncproxy_set_target(g->vnc, host, (unsigned)port, pw,
+			    g->pid > 0 || g->load != NULL);
+}
+
 const struct qmpd_command snapd_commands[] = {
 	{ "vm-define", cmd_vm_define },
 	{ "vm-undefine", cmd_vm_undefine },
@@ -502,5 +570,6 @@ const struct qmpd_command snapd_commands[] = {
 	{ "snapshot-delete", cmd_snapshot_delete },
 	{ "snapshot-prune", cmd_snapshot_prune },
 	{ "snapshot-pin", cmd_snapshot_pin },
+	{ "client_migrate_info", cmd_client_migrate_info },
 	{ NULL, NULL },
 };

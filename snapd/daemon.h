@@ -35,6 +35,7 @@
 #include "snapd/qmpc.h"
 #include "snapd/qmpd.h"
 #include "snapd/spec.h"
+#include "snapd/vncproxy.h"
 
 struct cat_db;
 struct save_job;
@@ -77,6 +78,7 @@ struct guest {
 	struct save_job *save;      /* the running save, if any */
 	json_t *argv;               /* argv of the running QEMU, for records */
 	char qemu_version[32];      /* from the QMP greeting */
+	struct vncproxy *vnc;       /* public VNC endpoint (display "vnc") */
 };
 
 struct snapd {
@@ -98,6 +100,16 @@ const char *guest_proc_name(enum guest_proc p);
 /* Create a guest object (not started) from a validated spec (stolen). */
 int guest_add(struct snapd *d, struct guest_spec *spec, struct guest **out);
 void guest_remove(struct snapd *d, struct guest *g);
+/*
+ * Open @g's public VNC endpoint if its spec has one and it is not open yet
+ * (vm-define, a restore that defines a guest, startup). @any_port: fall back to an
+ * automatic port when the spec's is taken. Returns 0 or -errno with a
+ * message in @why.
+ */
+int guest_open_display(struct guest *g, bool any_port, char *why,
+		       size_t whylen);
+/* Open the endpoints of every guest (at startup, once the loop exists). */
+void guest_open_displays(struct snapd *d);
 /* How to launch QEMU beyond the spec. */
 struct guest_launch {
 	const char *ram_file;       /* map this snapshot file as main RAM */

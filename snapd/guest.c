@@ -79,6 +79,31 @@ guest_add(struct snapd *d, struct guest_spec *spec, struct guest **out)
 	return 0;
 }
 
+int
+guest_open_display(struct guest *g, bool any_port, char *why, size_t whylen)
+{
+	struct snap_err e;
+	int rc;
+
+	if (!g->spec->vnc || g->vnc != NULL)
+		return 0;
+	snap_err_clear(&e);
+	rc = vncproxy_open(g, any_port, &g->vnc, &e);
+	if (rc < 0)
+		snprintf(why, whylen, "%s", snap_err_text(&e, rc));
+	return rc;
+}
+
+void
+guest_open_displays(struct snapd *d)
+{
+	char why[512];
+
+	for (struct guest *g = d->guests; g != NULL; g = g->next)
+		if (guest_open_display(g, true, why, sizeof(why)) < 0)
+			snap_warn("%s", why);
+}
+
 void
 guest_remove(struct snapd *d, struct guest *g)
 {
@@ -90,6 +115,7 @@ guest_remove(struct snapd *d, struct guest *g)
 			break;
 		}
 	}
+	vncproxy_free(g->vnc);
 	qmpc_free(g->qmp);
 	loop_timer_cancel(d->loop, g->timer);
 	json_decref(g->argv);
@@ -214,6 +240,9 @@ on_qemu_state(struct qmpc *c, int status, void *arg)
 			g->proc = GUEST_UP;
 			qmpc_exec(c, "query-status", NULL, -1, on_status, g);
 			qmpd_event(g->d->qmpd, "GUEST_STARTED", vm_data(g));
+			/* A restore attaches display clients once loaded. */
+			if (g->load == NULL)
+				vncproxy_qemu_ready(g->vnc);
 			start_done(g, 1, NULL);
 		}
 		return;
@@ -471,6 +500,7 @@ guest_exited(struct guest *g, int status)
 	g->timer = NULL;
 	save_on_qemu_gone(g);
 	load_on_qemu_gone(g);
+	vncproxy_qemu_gone(g->vnc, g->load != NULL);
 	if (g->d->db != NULL)
 		cat_inuse_clear(g->d->db, g->spec->name, NULL);
 	g->parent_id = 0;
@@ -541,9 +571,16 @@ guest_to_json(const struct guest *g)
 	json_t *j = json_pack("{s:s, s:s, s:o}", "name", g->spec->name,
 			      "state", guest_proc_name(g->proc),
 			      "spec", spec_to_json(g->spec));
+	json_t *vnc;
 
 	if (j == NULL)
 		return NULL;
+	/* The VNC password is not shown; "vnc" says whether there is one. */
+	vnc = json_object_get(json_object_get(j, "spec"), "vnc");
+	if (json_is_object(vnc))
+		json_object_del(vnc, "password");
+	if (g->vnc != NULL)
+		json_object_set_new(j, "vnc", vncproxy_to_json(g->vnc));
 	if (g->proc == GUEST_UP || g->proc == GUEST_STARTING ||
 	    g->proc == GUEST_STOPPING) {
 		json_object_set_new(j, "pid", json_integer(g->pid));

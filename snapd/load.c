@@ -339,6 +339,8 @@ maybe_done(struct load_job *j)
 {
 	if (j->state != LOAD_LOADING || !j->feed_done || !j->qemu_done)
 		return;
+	/* Display clients see the restored frame before the guest runs. */
+	vncproxy_qemu_ready(j->g->vnc);
 	if (j->was_running)
 		qmpc_exec(j->g->qmp, "cont", NULL, -1, on_cont, j->g);
 	else
@@ -910,6 +912,9 @@ load_start(struct snapd *d, struct qmpd_req *req, json_t *args)
 		}
 		g = ng;
 		j->created_guest = true;
+		/* Another host's port may be taken here: any port will do. */
+		if (guest_open_display(g, true, why, sizeof(why)) < 0)
+			snap_warn("%s", why);
 	} else {
 		/* The snapshot's spec is what the stream needs. */
 		spec_free(g->spec);

@@ -279,6 +279,7 @@ main(int argc, char **argv)
 		snap_err("cannot set up the event loop: %s", snap_strerror(rc));
 		goto out;
 	}
+	guest_open_displays(&d);
 	version = json_pack("{s:{s:i, s:i, s:i}, s:s}", "qemu", "major", 0,
 			    "minor", 1, "micro", 0, "package",
 			    "snapd " SNAPD_VERSION);

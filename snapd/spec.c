@@ -2,6 +2,7 @@
  * snapd/spec.c: validating guest specifications and building QEMU's
  * command line from them.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -208,9 +209,133 @@ parse_extra(const json_t *arr, struct guest_spec *s, struct snap_err *err)
 	return 0;
 }
 
+/* "ADDR:PORT" or "ADDR:auto"; IPv6 addresses in brackets. */
+static int
+parse_listen(const char *v, struct spec_vnc *ep, struct snap_err *err)
+{
+	const char *colon = strrchr(v, ':'), *port;
+	char host[64];
+	unsigned char addr[16];
+	size_t hl;
+	bool v6 = v[0] == '[';
+
+	if (colon == NULL)
+		goto bad;
+	port = colon + 1;
+	if (v6) {
+		if (colon == v || colon[-1] != ']')
+			goto bad;
+		hl = (size_t)(colon - v) - 2;
+		if (hl == 0 || hl >= sizeof(host))
+			goto bad;
+		memcpy(host, v + 1, hl);
+	} else {
+		hl = (size_t)(colon - v);
+		if (hl == 0 || hl >= sizeof(host))
+			goto bad;
+		memcpy(host, v, hl);
+	}
+	host[hl] = '\0';
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, host, addr) != 1 ||
+	    hl >= sizeof(ep->host))
+		goto bad;
+	if (strcmp(port, "auto") == 0) {
+		ep->port = 0;
+	} else {
+		unsigned long p = 0;
+
+		if (*port == '\0' || strlen(port) > 5)
+			goto bad;
+		for (const char *c = port; *c; c++) {
+			if (*c < '0' || *c > '9')
+				goto bad;
+			p = p * 10 + (unsigned long)(*c - '0');
+		}
+		if (p == 0 || p > 65535)
+			goto bad;
+		ep->port = (unsigned)p;
+	}
+	snap_strlcpy(ep->host, host, sizeof(ep->host));
+	return 0;
+bad:
+	return snap_err_set(err, SNAP_ECONFIG, 0,
+			    "spec field 'vnc.listen' '%s' is not ADDR:PORT or "
+			    "ADDR:auto with a numeric address", v);
+}
+
+static int
+parse_vnc(const json_t *o, struct spec_vnc *ep, struct snap_err *err)
+{
+	const char *key;
+	json_t *v;
+
+	snap_strlcpy(ep->host, "127.0.0.1", sizeof(ep->host));
+	ep->port = 0;
+	ep->password[0] = '\0';
+	ep->hold_s = SPEC_VNC_HOLD_DEFAULT;
+	if (o == NULL || json_is_null(o))
+		return 0;
+	if (!json_is_object(o))
+		return snap_err_set(err, SNAP_ECONFIG, 0,
+				    "spec field 'vnc' must be an object");
+	json_object_foreach((json_t *)(uintptr_t)o, key, v) {
+		if (strcmp(key, "listen") != 0 && strcmp(key, "password") != 0 &&
+		    strcmp(key, "hold-s") != 0)
+			return snap_err_set(err, SNAP_ECONFIG, 0,
+					    "unknown spec field 'vnc.%s'", key);
+	}
+	v = json_object_get(o, "listen");
+	if (v != NULL && !json_is_null(v)) {
+		if (!json_is_string(v))
+			return snap_err_set(err, SNAP_ECONFIG, 0,
+					    "spec field 'vnc.listen' must be a "
+					    "string");
+		if (parse_listen(json_string_value(v), ep, err) < 0)
+			return SNAP_ECONFIG;
+	}
+	v = json_object_get(o, "password");
+	if (v != NULL && !json_is_null(v)) {
+		const char *pw = json_string_value(v);
+
+		if (pw == NULL || strlen(pw) == 0 ||
+		    strlen(pw) > SPEC_VNC_PASSWORD_MAX ||
+		    strlen(pw) != json_string_length(v))
+			return snap_err_set(err, SNAP_ECONFIG, 0,
+					    "spec field 'vnc.password' must be "
+					    "1 to %d bytes (VNC authentication "
+					    "uses no more)", SPEC_VNC_PASSWORD_MAX);
+		snap_strlcpy(ep->password, pw, sizeof(ep->password));
+	}
+	v = json_object_get(o, "hold-s");
+	if (v != NULL && !json_is_null(v)) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > SPEC_VNC_HOLD_MAX)
+			return snap_err_set(err, SNAP_ECONFIG, 0,
+					    "spec field 'vnc.hold-s' must be 1 "
+					    "to %d seconds", SPEC_VNC_HOLD_MAX);
+		ep->hold_s = (unsigned)json_integer_value(v);
+	}
+	return 0;
+}
+
+/* The endpoint as "ADDR:PORT" / "ADDR:auto" (brackets for IPv6). */
+static void
+listen_str(const struct spec_vnc *ep, char *buf, size_t size)
+{
+	int n = strchr(ep->host, ':') ? snprintf(buf, size, "[%s]:", ep->host) :
+		snprintf(buf, size, "%s:", ep->host);
+
+	if (n < 0 || (size_t)n >= size)
+		return;
+	if (ep->port == 0)
+		snprintf(buf + n, size - (size_t)n, "auto");
+	else
+		snprintf(buf + n, size - (size_t)n, "%u", ep->port);
+}
+
 static const char *const spec_keys[] = {
 	"name", "memory", "vcpus", "machine", "kernel", "initrd", "append",
-	"disks", "accel", "display", "extra-args", NULL,
+	"disks", "accel", "display", "vnc", "extra-args", NULL,
 };
 
 int
@@ -316,6 +441,14 @@ spec_from_json(const json_t *j, struct guest_spec **out, struct snap_err *err)
 			goto out;
 		}
 	}
+	if (!s->vnc && json_object_get(j, "vnc") != NULL &&
+	    !json_is_null(json_object_get(j, "vnc"))) {
+		rc = snap_err_set(err, SNAP_ECONFIG, 0,
+				  "spec field 'vnc' needs display \"vnc\"");
+		goto out;
+	}
+	if ((rc = parse_vnc(json_object_get(j, "vnc"), &s->vnc_ep, err)) < 0)
+		goto out;
 	if ((rc = parse_extra(json_object_get(j, "extra-args"), s, err)) < 0)
 		goto out;
 	*out = s;
@@ -332,6 +465,8 @@ json_t *
 spec_to_json(const struct guest_spec *s)
 {
 	json_t *j = json_object(), *disks = json_array(), *extra = json_array();
+	json_t *vnc = json_null();
+	char listen[80];
 	static const char *const modes[] = {
 		[SPEC_DISK_RW] = "rw", [SPEC_DISK_RO] = "ro",
 		[SPEC_DISK_EXTERNAL] = "external",
@@ -348,6 +483,20 @@ spec_to_json(const struct guest_spec *s)
 	for (unsigned i = 0; i < s->nextra; i++)
 		if (json_array_append_new(extra, json_string(s->extra[i])) < 0)
 			goto fail;
+	if (s->vnc) {
+		listen_str(&s->vnc_ep, listen, sizeof(listen));
+		vnc = json_pack("{s:s, s:s?, s:i}", "listen", listen,
+				"password", s->vnc_ep.password[0] ?
+				s->vnc_ep.password : NULL,
+				"hold-s", (int)s->vnc_ep.hold_s);
+		if (vnc == NULL)
+			goto fail;
+	}
+	if (json_object_set_new(j, "vnc", vnc) < 0) {
+		vnc = NULL;
+		goto fail;
+	}
+	vnc = NULL;
 	if (json_object_set_new(j, "name", json_string(s->name)) < 0 ||
 	    json_object_set_new(j, "memory", json_integer((json_int_t)s->memory)) < 0 ||
 	    json_object_set_new(j, "vcpus", json_integer(s->vcpus)) < 0 ||
@@ -367,6 +516,7 @@ fail:
 	json_decref(j);
 	json_decref(disks);
 	json_decref(extra);
+	json_decref(vnc);
 	return NULL;
 }
 

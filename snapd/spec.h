@@ -50,6 +50,24 @@ struct spec_disk {
 	enum spec_disk_mode mode;
 };
 
+/*
+ * The guest's public VNC endpoint, served by snapd's display proxy
+ * (vncproxy.h): "listen" is "ADDR:PORT" or "ADDR:auto" with a numeric IPv4
+ * address or a bracketed IPv6 one (default "127.0.0.1:auto"); "password"
+ * (1 to 8 bytes, VNC authentication) is optional; "hold-s" is how long
+ * clients wait connected while the guest has no QEMU.
+ */
+#define SPEC_VNC_PASSWORD_MAX 8
+#define SPEC_VNC_HOLD_DEFAULT 60
+#define SPEC_VNC_HOLD_MAX     3600
+
+struct spec_vnc {
+	char host[48];         /* numeric address, without brackets */
+	unsigned port;         /* 0: chosen by the system */
+	char password[SPEC_VNC_PASSWORD_MAX + 1]; /* "" when none */
+	unsigned hold_s;       /* 1..SPEC_VNC_HOLD_MAX */
+};
+
 struct guest_spec {
 	char name[SPEC_NAME_MAX + 1];
 	uint64_t memory;       /* bytes, multiple of 2 MiB */
@@ -60,6 +78,7 @@ struct guest_spec {
 	unsigned ndisks;
 	char *accel;           /* "tcg" or "kvm" */
 	bool vnc;              /* display through VNC (a VGA card is added) */
+	struct spec_vnc vnc_ep;  /* its public endpoint, when vnc */
 	char *extra[SPEC_MAX_EXTRA];
 	unsigned nextra;
 };

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -143,6 +144,80 @@ has_arg(const struct qemu_argv *a, const char *arg)
 	return false;
 }
 
+#define VNC_BASE "{\"name\":\"g1\",\"memory\":\"64M\",\"kernel\":\"/k\","
+
+static void
+test_vnc_endpoint(void **state)
+{
+	struct guest_spec *s = NULL, *s2 = NULL;
+	struct snap_err e;
+	json_t *j, *v;
+	char *text;
+	(void)state;
+
+	/* Default: loopback, automatic port, no password, 60 s hold. */
+	assert_int_equal(parse(VNC_BASE "\"display\":\"vnc\"}", &s, &e), 0);
+	assert_string_equal(s->vnc_ep.host, "127.0.0.1");
+	assert_int_equal(s->vnc_ep.port, 0);
+	assert_string_equal(s->vnc_ep.password, "");
+	assert_int_equal(s->vnc_ep.hold_s, SPEC_VNC_HOLD_DEFAULT);
+	j = spec_to_json(s);
+	v = json_object_get(j, "vnc");
+	assert_string_equal(json_string_value(json_object_get(v, "listen")),
+			    "127.0.0.1:auto");
+	json_decref(j);
+	spec_free(s);
+	s = NULL;
+
+	assert_int_equal(parse(VNC_BASE "\"vnc\":{\"listen\":\"127.0.0.1:5901\","
+			       "\"password\":\"12345678\",\"hold-s\":5}}",
+			       &s, &e), 0);
+	assert_int_equal(s->vnc_ep.port, 5901);
+	assert_string_equal(s->vnc_ep.password, "12345678");
+	assert_int_equal(s->vnc_ep.hold_s, 5);
+	/* The canonical JSON reads back to the same spec. */
+	j = spec_to_json(s);
+	text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_int_equal(parse(text, &s2, &e), 0);
+	assert_int_equal(s2->vnc_ep.port, 5901);
+	assert_string_equal(s2->vnc_ep.password, "12345678");
+	assert_int_equal(s2->vnc_ep.hold_s, 5);
+	free(text);
+	json_decref(j);
+	spec_free(s);
+	spec_free(s2);
+	s = NULL;
+
+	assert_int_equal(parse(VNC_BASE "\"vnc\":{\"listen\":\"[::1]:auto\"}}",
+			       &s, &e), 0);
+	assert_string_equal(s->vnc_ep.host, "::1");
+	j = spec_to_json(s);
+	assert_string_equal(json_string_value(json_object_get(
+			    json_object_get(j, "vnc"), "listen")), "[::1]:auto");
+	json_decref(j);
+	spec_free(s);
+
+	expect_bad(VNC_BASE "\"vnc\":{\"password\":\"123456789\"}}",
+		   "'vnc.password' must be 1 to 8 bytes");
+	expect_bad(VNC_BASE "\"vnc\":{\"password\":\"\"}}", "vnc.password");
+	expect_bad(VNC_BASE "\"vnc\":{\"listen\":\"localhost:5901\"}}",
+		   "numeric address");
+	expect_bad(VNC_BASE "\"vnc\":{\"listen\":\"127.0.0.1:65536\"}}",
+		   "vnc.listen");
+	expect_bad(VNC_BASE "\"vnc\":{\"listen\":\"127.0.0.1:0\"}}",
+		   "vnc.listen");
+	expect_bad(VNC_BASE "\"vnc\":{\"listen\":\"127.0.0.1\"}}",
+		   "vnc.listen");
+	expect_bad(VNC_BASE "\"vnc\":{\"listen\":\"::1:5901\"}}",
+		   "vnc.listen");
+	expect_bad(VNC_BASE "\"vnc\":{\"listen\":5901}}", "must be a string");
+	expect_bad(VNC_BASE "\"vnc\":{\"hold-s\":0}}", "vnc.hold-s");
+	expect_bad(VNC_BASE "\"vnc\":{\"port\":1}}", "unknown spec field 'vnc.port'");
+	expect_bad(VNC_BASE "\"vnc\":[]}", "must be an object");
+	expect_bad(VNC_BASE "\"display\":\"none\",\"vnc\":{}}",
+		   "needs display");
+}
+
 static void
 test_argv(void **state)
 {
@@ -199,6 +274,7 @@ main(void)
 		cmocka_unit_test(test_minimal_defaults),
 		cmocka_unit_test(test_rejections),
 		cmocka_unit_test(test_disks),
+		cmocka_unit_test(test_vnc_endpoint),
 		cmocka_unit_test(test_argv),
 	};
 	return cmocka_run_group_tests_name("spec", tests, NULL, NULL);

@@ -29,6 +29,8 @@
 #define MAX_HELD_KEYS   32
 #define MAX_CLIENT_IN   (2u << 20)
 #define READ_CHUNK      65536
+#define ATTACH_RETRIES  5
+#define ATTACH_RETRY_MS 50
 
 struct buf {
 	uint8_t *p;
@@ -89,6 +91,8 @@ struct client {
 	bool remote;                  /* upstream is another snapd */
 	unsigned ubpp;                /* pixel size upstream sends */
 	bool upaused;                 /* not reading upstream: client slow */
+	unsigned retries;             /* failed local attaches this round */
+	struct loop_timer *retry;
 	unsigned round;               /* re-pointing round it belongs to */
 };
 
@@ -297,6 +301,7 @@ client_close(struct client *c, const char *why)
 	round_settle(c, false);
 	upstream_drop(c);
 	hold_stop(c);
+	loop_timer_cancel(p->loop, c->retry);
 	loop_unwatch(p->loop, c->w);
 	/* Best effort: what is queued (a failure reason) goes out. */
 	if (c->out.len > 0)
@@ -347,21 +352,24 @@ send_server_init(struct client *c)
 	c->st = C_NORMAL;
 }
 
-/* After ClientInit or a successful upstream: can the client be served? */
+/*
+ * After ClientInit. With a QEMU, ServerInit waits for the client's own
+ * upstream, so it carries the current size; without one, the last size
+ * seen (if any) lets the client in to wait.
+ */
 static void
 client_ready(struct client *c)
 {
-	if (c->p->w_fb == 0) {
+	if (c->p->qemu_up) {
 		c->st = C_NOSIZE;
-	} else {
+		upstream_start(c, false);
+		return;
+	}
+	if (c->p->w_fb == 0)
+		c->st = C_NOSIZE;
+	else
 		send_server_init(c);
-	}
-	if (c->ust == U_NONE) {
-		if (c->p->qemu_up)
-			upstream_start(c, false);
-		else
-			hold_start(c);
-	}
+	hold_start(c);
 }
 
 static void
@@ -690,6 +698,18 @@ upstream_drop(struct client *c)
 	c->upaused = false;
 }
 
+static void upstream_start(struct client *c, bool remote);
+
+static void
+on_retry(struct loop *l, void *arg)
+{
+	struct client *c = arg;
+
+	(void)l;
+	c->retry = NULL;
+	upstream_start(c, false);
+}
+
 /*
  * The upstream failed or ended. A client being re-pointed fails with it
  * (closed: returns true); any other waits for the next upstream.
@@ -699,7 +719,23 @@ upstream_lost(struct client *c, const char *why)
 {
 	bool was_round = c->round == c->p->round && c->round != 0;
 
+	bool handshake = c->ust != U_READY;
+
 	upstream_drop(c);
+	/*
+	 * QEMU sometimes drops a connection made while it settles after a
+	 * load: a local attach is tried again a few times.
+	 */
+	if (was_round && handshake && !c->remote && c->p->qemu_up &&
+	    c->retries < ATTACH_RETRIES) {
+		c->retries++;
+		snap_debug("guest '%s': display attach failed (%s); retrying",
+			   c->p->g->spec->name, why);
+		loop_timer_cancel(c->p->loop, c->retry);
+		loop_timer_add(c->p->loop, ATTACH_RETRY_MS, on_retry, c,
+			       &c->retry);
+		return false;
+	}
 	if (was_round) {
 		client_close(c, why);
 		return true;
@@ -1199,6 +1235,7 @@ repoint_all(struct vncproxy *p, bool remote)
 		if (!remote && c->ust != U_NONE)
 			continue;
 		c->round = p->round;
+		c->retries = 0;
 		n++;
 	}
 	p->r_pending = n;

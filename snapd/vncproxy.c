@@ -402,17 +402,20 @@ send_encodings(struct client *c)
 	return buf_add(&c->uout, b, 4 + 4 * n);
 }
 
-static void
+/* Queue @n bytes toward the upstream, if there is one ready. Returns
+ * false when @c was closed. */
+static bool
 upstream_forward(struct client *c, const uint8_t *m, size_t n)
 {
 	if (c->ust != U_READY)
-		return;
-	if (buf_add(&c->uout, m, n) < 0) {
+		return true;
+	if (n > 0 && buf_add(&c->uout, m, n) < 0) {
 		client_close(c, "out of memory");
-		return;
+		return false;
 	}
 	loop_watch_modify(c->p->loop, c->uw, LOOP_OUT |
 			  (c->upaused ? 0 : LOOP_IN));
+	return true;
 }
 
 /* One complete client message after ServerInit. Returns false if @c was
@@ -431,6 +434,10 @@ client_msg(struct client *c, const uint8_t *m, size_t n)
 		}
 		memcpy(c->pf_raw, m + 4, 16);
 		c->bpp = pf.bpp;
+		/*
+		 * RFB forbids changing the format with a request outstanding,
+		 * so what the upstream sends next uses the new one.
+		 */
 		if (c->ust == U_READY)
 			c->ubpp = pf.bpp;
 		break;
@@ -447,7 +454,7 @@ client_msg(struct client *c, const uint8_t *m, size_t n)
 				client_close(c, "out of memory");
 				return false;
 			}
-			upstream_forward(c, m, 0);
+			return upstream_forward(c, m, 0);
 		}
 		return true;
 	case RFB_C_KEY:
@@ -476,8 +483,7 @@ client_msg(struct client *c, const uint8_t *m, size_t n)
 	default:
 		break;
 	}
-	upstream_forward(c, m, n);
-	return c->ust == U_READY || true;
+	return upstream_forward(c, m, n);
 }
 
 /* Handshake and messages from the client. Returns false if closed. */
@@ -677,6 +683,8 @@ on_accept(struct loop *l, int fd, uint32_t ev, void *arg)
 	c->next = p->clients;
 	p->clients = c;
 	p->nclients++;
+	/* The handshake too must end within the hold time. */
+	hold_start(c);
 	client_send(c, RFB_VERSION_38, RFB_VERSION_LEN);
 	client_flush(c);
 }
@@ -697,8 +705,6 @@ upstream_drop(struct client *c)
 	c->ust = U_NONE;
 	c->upaused = false;
 }
-
-static void upstream_start(struct client *c, bool remote);
 
 static void
 on_retry(struct loop *l, void *arg)
@@ -1266,12 +1272,25 @@ vncproxy_qemu_gone(struct vncproxy *p, bool local_restore)
 		return;
 	p->qemu_up = false;
 	for (c = p->clients; c != NULL; c = c->next) {
-		if (c->ust == U_NONE || c->remote)
+		/* An attach to the QEMU that went away is moot. */
+		if (!c->remote && c->round == p->round && c->round != 0) {
+			c->round = 0;
+			if (p->r_pending > 0)
+				p->r_pending--;
+		}
+		loop_timer_cancel(p->loop, c->retry);
+		c->retry = NULL;
+		if (c->ust == U_NONE || c->remote) {
+			if (c->ust == U_NONE &&
+			    (c->st == C_NORMAL || c->st == C_NOSIZE))
+				hold_start(c);
 			continue;
+		}
 		upstream_drop(c);
 		if (c->st == C_NORMAL || c->st == C_NOSIZE)
 			hold_start(c);
 	}
+	round_end_check(p);
 	if (!local_restore && p->has_target) {
 		p->has_target = false;
 		repoint_all(p, true);

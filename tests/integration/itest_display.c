@@ -48,6 +48,7 @@
 #define EV_TIMEOUT   120000
 #define PIX_TIMEOUT  20000
 #define GUEST_ARGS   "tick_ms=100"
+#define VNC_MAX_CLIENTS 16          /* VNCPROXY_MAX_CLIENTS */
 
 static struct hn_snapd *sda, *sdb;
 static unsigned port_a;
@@ -727,6 +728,57 @@ test_restores_keep_clients(void **state)
 	check_viewer();
 }
 
+/* RFB 3.3 and 3.7 clients (None), and the client limit. */
+static void
+test_versions_and_limit(void **state)
+{
+	int fds[VNC_MAX_CLIENTS + 1];
+	unsigned n = 0, open_ok = 0;
+	uint8_t b[64];
+	(void)state;
+
+	for (int minor = 3; minor <= 7; minor += 4) {
+		char ver[16];
+		int fd = tcp_connect(port_a);
+
+		snprintf(ver, sizeof(ver), "RFB 003.00%d\n", minor);
+		rd(fd, b, 12);
+		wr(fd, ver, 12);
+		if (minor == 3) {
+			rd(fd, b, 4);           /* the server's choice */
+			assert_int_equal(snap_get_be32(b), RFB_SEC_NONE);
+		} else {
+			rd(fd, b, 2);           /* the list to choose from */
+			assert_int_equal(b[0], 1);
+			assert_int_equal(b[1], RFB_SEC_NONE);
+			wr(fd, b + 1, 1);       /* 3.7: no SecurityResult */
+		}
+		b[0] = 1;
+		wr(fd, b, 1);
+		rd(fd, b, 24);                  /* ServerInit */
+		assert_int_equal(snap_get_be16(b), 720);
+		assert_int_equal(snap_get_be16(b + 2), 400);
+		close(fd);
+	}
+
+	/* rc1 and gvncviewer are connected: the rest up to the limit get
+	 * the greeting, the next one is closed at once. */
+	for (n = 0; n < VNC_MAX_CLIENTS + 1; n++) {
+		fds[n] = tcp_connect(port_a);
+		if (snap_read_full(fds[n], b, 12) == 0)
+			open_ok++;
+		else
+			break;
+	}
+	assert_int_equal(open_ok, VNC_MAX_CLIENTS - 2);
+	assert_int_equal(n, VNC_MAX_CLIENTS - 2);
+	for (unsigned i = 0; i <= n && i < VNC_MAX_CLIENTS + 1; i++)
+		close(fds[i]);
+	rc_pump(&rc1, 300);
+	assert_false(rc1.eof);
+	check_viewer();
+}
+
 /* Write a vncpasswd-style file: the password DES-encrypted with VNC's
  * fixed key, which vncsnapshot decrypts with its own DES. */
 static void
@@ -864,6 +916,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_restores_keep_clients),
+		cmocka_unit_test(test_versions_and_limit),
 		cmocka_unit_test(test_password_and_hold),
 		cmocka_unit_test(test_migrate_info_errors),
 		cmocka_unit_test(test_handover),

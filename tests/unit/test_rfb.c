@@ -223,8 +223,17 @@ test_pixfmt(void **state)
 	/* What QEMU 7.2 sends on a little-endian host. */
 	assert_memory_equal(p, "\x20\x18\x00\x01\x00\xff\x00\xff\x00\xff"
 			    "\x10\x08\x00", 13);
+	memset(&f, 0, sizeof(f));
 	rfb_pixfmt_get(p, &f);
-	assert_memory_equal(&f, &rfb_pixfmt_default, sizeof(f));
+	assert_int_equal(f.bpp, 32);
+	assert_int_equal(f.depth, 24);
+	assert_int_equal(f.big_endian, 0);
+	assert_int_equal(f.true_colour, 1);
+	assert_int_equal(f.red_max, 255);
+	assert_int_equal(f.blue_max, 255);
+	assert_int_equal(f.red_shift, 16);
+	assert_int_equal(f.green_shift, 8);
+	assert_int_equal(f.blue_shift, 0);
 	assert_true(rfb_pixfmt_valid(&f));
 	f.bpp = 24;
 	assert_false(rfb_pixfmt_valid(&f));

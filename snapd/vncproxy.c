@@ -67,6 +67,7 @@ struct client {
 	struct client *next;
 	struct vncproxy *p;
 	int fd;
+	char peer[64];                /* "ADDR:PORT" for reports */
 	struct loop_watch *w;
 	struct buf in, out;
 	enum cstate st;
@@ -120,6 +121,7 @@ struct vncproxy {
 	unsigned round;
 	unsigned r_pending, r_moved, r_failed;
 	char r_target[80];
+	json_t *r_failures;           /* [{client, reason}] of this round */
 };
 
 static void client_close(struct client *c, const char *why);
@@ -205,6 +207,8 @@ round_start(struct vncproxy *p, const char *target)
 	p->round++;
 	p->r_pending = p->r_moved = p->r_failed = 0;
 	snap_strlcpy(p->r_target, target, sizeof(p->r_target));
+	json_decref(p->r_failures);
+	p->r_failures = NULL;
 }
 
 static void
@@ -213,18 +217,20 @@ round_end_check(struct vncproxy *p)
 	if (p->r_pending > 0 || p->r_moved + p->r_failed == 0 || p->closing)
 		return;
 	qmpd_event(p->g->d->qmpd, "CLIENTS_REPOINTED",
-		   json_pack("{s:s, s:s, s:i, s:i}", "vm", p->g->spec->name,
+		   json_pack("{s:s, s:s, s:i, s:i, s:o}", "vm", p->g->spec->name,
 			     "target", p->r_target, "moved", (int)p->r_moved,
-			     "failed", (int)p->r_failed));
+			     "failed", (int)p->r_failed, "failures",
+			     p->r_failures ? p->r_failures : json_array()));
 	snap_info("guest '%s': %u display client(s) re-pointed to %s, %u "
 		  "failed", p->g->spec->name, p->r_moved, p->r_target,
 		  p->r_failed);
+	p->r_failures = NULL;
 	p->r_moved = p->r_failed = 0;
 }
 
-/* A client of the current round got its upstream or failed. */
+/* A client of the current round got its upstream, or failed (@why). */
 static void
-round_settle(struct client *c, bool ok)
+round_settle(struct client *c, bool ok, const char *why)
 {
 	struct vncproxy *p = c->p;
 
@@ -233,10 +239,16 @@ round_settle(struct client *c, bool ok)
 	c->round = 0;
 	if (p->r_pending > 0)
 		p->r_pending--;
-	if (ok)
+	if (ok) {
 		p->r_moved++;
-	else
-		p->r_failed++;
+		return;
+	}
+	p->r_failed++;
+	if (p->r_failures == NULL)
+		p->r_failures = json_array();
+	json_array_append_new(p->r_failures, json_pack("{s:s, s:s}",
+			      "client", c->peer, "reason",
+			      why ? why : "the client went away"));
 }
 
 /* --- the client side ------------------------------------------------------ */
@@ -298,7 +310,7 @@ client_close(struct client *c, const char *why)
 	if (why != NULL)
 		snap_info("guest '%s': display client closed: %s",
 			  p->g->spec->name, why);
-	round_settle(c, false);
+	round_settle(c, false, why);
 	upstream_drop(c);
 	hold_stop(c);
 	loop_timer_cancel(p->loop, c->retry);
@@ -648,13 +660,18 @@ static void
 on_accept(struct loop *l, int fd, uint32_t ev, void *arg)
 {
 	struct vncproxy *p = arg;
+	struct sockaddr_storage ss;
+	socklen_t sl;
 	struct client *c;
+	char host[INET6_ADDRSTRLEN] = "?";
 	int one = 1;
 	int cfd;
 
 	(void)l;
 	(void)ev;
-	cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	sl = sizeof(ss);
+	cfd = accept4(fd, (struct sockaddr *)&ss, &sl,
+		      SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (cfd < 0)
 		return;
 	if (p->nclients >= VNCPROXY_MAX_CLIENTS) {
@@ -672,6 +689,17 @@ on_accept(struct loop *l, int fd, uint32_t ev, void *arg)
 	c->p = p;
 	c->fd = cfd;
 	c->ufd = -1;
+	if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host,
+			 ntohs(a->sin6_port));
+	} else {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		snprintf(c->peer, sizeof(c->peer), "%s:%u", host,
+			 ntohs(a->sin_port));
+	}
 	c->st = C_VERSION;
 	if (getrandom(c->challenge, sizeof(c->challenge), 0) !=
 	    (ssize_t)sizeof(c->challenge) ||
@@ -924,7 +952,7 @@ upstream_ready(struct client *c, uint16_t w, uint16_t h)
 	snap_put_be16(b + 6, w);
 	snap_put_be16(b + 8, h);
 	buf_add(&c->uout, b, 10);
-	round_settle(c, true);
+	round_settle(c, true, NULL);
 	round_end_check(p);
 	return true;
 }
@@ -1218,6 +1246,7 @@ vncproxy_free(struct vncproxy *p)
 	loop_unwatch(p->loop, p->lw);
 	if (p->lfd >= 0)
 		close(p->lfd);
+	json_decref(p->r_failures);
 	free(p);
 }
 

@@ -31,9 +31,10 @@
  * RFB client and keeps being served from it. The target is used once.
  *
  * Every re-pointing round (a QEMU became ready, or a hand-over) ends with
- * the event CLIENTS_REPOINTED {vm, target, moved, failed} once every
- * client involved has a working upstream or failed (a failed client is
- * closed). A round with no clients sends no event.
+ * the event CLIENTS_REPOINTED {vm, target, moved, failed, failures:
+ * [{client: "ADDR:PORT", reason}]} once every client involved has a
+ * working upstream or failed (a failed client is closed). A round with no
+ * clients sends no event.
  *
  * Everything runs on the loop thread; nothing blocks.
  */

@@ -868,6 +868,52 @@ test_migrate_info_errors(void **state)
 					  "127.0.0.1"), 0);
 }
 
+/* A hand-over to an endpoint nobody listens on fails, per client. */
+static void
+test_handover_failure(void **state)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	char why[128], peer[64];
+	json_t *ev = NULL, *f;
+	struct rc c;
+	int lfd;
+	(void)state;
+
+	/* A port that was free a moment ago. */
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+	close(lfd);
+
+	/* g2 is stopped: its client waits, then is handed over at once. */
+	assert_int_equal(rc_handshake(&c, vnc_port(sda, "g2"), "s3cret", why,
+				      sizeof(why)), 0);
+	rc_init(&c);
+	rc_pump(&c, 200);
+	assert_false(c.eof);
+	assert_int_equal(hn_qmp_execf(hn_snapd_qmp(sda), NULL,
+				      "client_migrate_info",
+				      "{s:s, s:s, s:s, s:i}", "vm", "g2",
+				      "protocol", "vnc", "hostname", "127.0.0.1",
+				      "port", (int)ntohs(sa.sin_port)), 0);
+	assert_int_equal(hn_snapd_wait_event(hn_snapd_qmp(sda),
+					     "CLIENTS_REPOINTED", "g2",
+					     EV_TIMEOUT, &ev), 0);
+	assert_int_equal(json_integer_value(json_object_get(ev, "moved")), 0);
+	assert_int_equal(json_integer_value(json_object_get(ev, "failed")), 1);
+	f = json_array_get(json_object_get(ev, "failures"), 0);
+	snprintf(peer, sizeof(peer), "127.0.0.1:%u", c.local_port);
+	assert_string_equal(json_string_value(json_object_get(f, "client")),
+			    peer);
+	assert_non_null(json_string_value(json_object_get(f, "reason")));
+	json_decref(ev);
+	rc_pump(&c, 5000);
+	assert_true(c.eof);             /* the failed client was closed */
+	rc_free(&c);
+}
+
 /* Save on A, load on B, hand A's clients to B's endpoint. */
 static void
 test_handover(void **state)
@@ -918,6 +964,7 @@ main(void)
 		cmocka_unit_test(test_versions_and_limit),
 		cmocka_unit_test(test_password_and_hold),
 		cmocka_unit_test(test_migrate_info_errors),
+		cmocka_unit_test(test_handover_failure),
 		cmocka_unit_test(test_handover),
 	};
 

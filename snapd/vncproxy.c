@@ -421,6 +421,10 @@ upstream_forward(struct client *c, const uint8_t *m, size_t n)
 {
 	if (c->ust != U_READY)
 		return true;
+	if (c->uout.len + n > MAX_CLIENT_IN) {
+		client_close(c, "the display upstream does not read");
+		return false;
+	}
 	if (n > 0 && buf_add(&c->uout, m, n) < 0) {
 		client_close(c, "out of memory");
 		return false;

@@ -50,7 +50,10 @@ now_ns() { date +%s%N; }
 ms_since() { python3 -c "print('%.1f' % (($(now_ns) - $1) / 1e6))"; }
 
 # rec ROW VALUE: one measurement.
-rec() { printf '%s\t%s\n' "$1" "$2" >>"$tsv"; }
+rec() {
+	[ -n "$2" ] || die "no value for the row '$1'"
+	printf '%s\t%s\n' "$1" "$2" >>"$tsv"
+}
 
 # jget KEY...: values from the JSON object on standard input.
 jget() {
@@ -135,6 +138,29 @@ snapd_save() {
 	ctl --json save "$vm" --name "$name" "$@"
 }
 
+# snapd_load SNAPSHOT CLONE [OPTION...]: load SNAPSHOT as CLONE; prints
+# snapctl's client-ms. snapctl load has been seen to wait forever after
+# snapd reported the restore (an eager load, once in a few dozen loads):
+# after LOAD_TIMEOUT seconds (default 300) it is stopped, the time snapd
+# logged for the clone is used instead, and the row "snapctl load: hung
+# after the restore (count)" counts it.
+snapd_load() {
+	snap=$1 clone=$2
+	shift 2
+	if j=$(timeout "${LOAD_TIMEOUT:-300}" "$build/bin/snapctl" \
+			--socket "$home/control.sock" --json load "$snap" \
+			--as "$clone" "$@"); then
+		echo "$j" | jget client-ms
+		return 0
+	fi
+	ms=$(sed -n "s/^snapd: guest '$clone': restored from .* in \([0-9]*\) ms.*/\1/p" \
+		"$work/snapd.log" | tail -n 1)
+	[ -n "$ms" ] || die "loading '$snap' as '$clone' failed"
+	log "snapctl load of '$clone' did not return; snapd logged $ms ms"
+	rec "snapctl load: hung after the restore (count)" 1
+	echo "$ms"
+}
+
 # machine: one paragraph describing this machine.
 machine() {
 	cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
@@ -174,9 +200,11 @@ bench_save() {
 	while [ "$r" -le "$rounds" ]; do
 		t0=$(now_ns)
 		j=$(snapd_save sv s$r)
-		rec "save $g: snapd stopped, request to done (ms)" "$(ms_since "$t0")"
+		ms=$(ms_since "$t0")
+		rec "save $g: snapd stopped, request to done (ms)" "$ms"
 		set -- $(echo "$j" | jget bytes allocated path)
 		apparent=$1 alloc=$2 path=$3
+		rec "save $g: snapd stopped, bytes on disk / time (MiB/s)" "$(calc "$alloc / 1048576 / ($ms / 1000)")"
 		if [ "$r" -eq "$rounds" ]; then
 			present=$(ctl inspect "$path" --json | jget present_pages)
 			rec "save $g: snapshot apparent size (MiB)" "$(calc "$apparent / 1048576")"
@@ -207,9 +235,109 @@ bench_save() {
 save_ratios() {
 	g=${1}M
 	set -- \
-	"save $g: snapd stopped / QEMU -> /dev/null=save $g: snapd stopped, request to done (ms)/save $g: QEMU migrate exec:cat > /dev/null (ms)<=1.2" \
-	"save $g: snapd stopped / QEMU -> file=save $g: snapd stopped, request to done (ms)/save $g: QEMU migrate exec:cat > file (ms)<=0.5" \
-	"save $g: snapshot allocated / apparent=save $g: snapshot allocated on disk (MiB)/save $g: snapshot apparent size (MiB)" \
-	"save $g: snapshot allocated / non-zero pages=save $g: snapshot allocated on disk (MiB)/save $g: non-zero guest pages (MiB)"
+	"save $g: snapd stopped / QEMU -> /dev/null|save $g: snapd stopped, request to done (ms)|save $g: QEMU migrate exec:cat > /dev/null (ms)|<=1.2" \
+	"save $g: snapd stopped / QEMU -> file|save $g: snapd stopped, request to done (ms)|save $g: QEMU migrate exec:cat > file (ms)|<=0.5" \
+	"save $g: snapshot allocated / apparent|save $g: snapshot allocated on disk (MiB)|save $g: snapshot apparent size (MiB)" \
+	"save $g: snapshot allocated / non-zero pages|save $g: snapshot allocated on disk (MiB)|save $g: non-zero guest pages (MiB)"
 	for a; do printf '%s\n' "$a"; done
+}
+
+# bench_restore MIB ROUNDS [clones]: time from request to running guest for
+# QEMU alone (-incoming "exec:cat FILE" from a stream QEMU saved itself)
+# and snapd (lazy with verify=none after a verify, lazy with
+# verify=background, lazy with the default full verify, eager), each mode
+# once per round in turn; the verify throughput; with "clones", 4 lazy
+# clones loaded at once and their memory against one guest's.
+bench_restore() {
+	mib=$1 rounds=$2 g=${1}M
+	if [ ! -e "$work/qemu.stream" ]; then
+		log "QEMU alone: saving a $g guest with exec:cat"
+		python3 bench/qemu.py save "$mib" 1 "$work" >/dev/null
+	fi
+	log "QEMU alone: $rounds restores of $g with -incoming exec:cat"
+	r=1
+	while [ "$r" -le "$rounds" ]; do
+		l=$(python3 bench/qemu.py restore "$mib" "$work/qemu.stream" "$work")
+		set -- $l
+		rec "restore $g: QEMU -incoming exec:cat, start to running (ms)" "${1#restore_ms=}"
+		r=$((r + 1))
+	done
+	rm -f "$work/qemu.stream"
+
+	log "snapd: saving a $g guest"
+	guest_up rs "$mib"
+	path=$(snapd_save rs base | jget path)
+	guest_pss=
+	if [ "${3:-}" = clones ]; then
+		guest_pss=$(pss_mib "$(guest_pid rs)")
+	fi
+	ctl vm stop rs >/dev/null
+	sync
+	# Offline verify: its throughput (direct I/O). It records nothing in the
+	# catalog: verify=none is allowed once a full-verify load has passed,
+	# hence "full" first in each round.
+	v=$(ctl verify "$path" --json)
+	set -- $(echo "$v" | jget bytes_read seconds)
+	rec "verify $g: snapctl verify (MiB/s)" "$(calc "$1 / 1048576 / $2")"
+	verify_bytes=$1
+	log "snapd: $rounds rounds of lazy (verify full, none, background) and eager restores"
+	r=1
+	while [ "$r" -le "$rounds" ]; do
+		for m in full none background eager; do
+			case $m in
+			eager) opt="--eager --verify=none" row="snapd eager (verify=none)" ;;
+			*) opt="--verify=$m" row="snapd lazy, verify=$m" ;;
+			esac
+			rec "restore $g: $row, request to running (ms)" \
+				"$(snapd_load rs/base "c$m$r" $opt)"
+			ctl vm stop "c$m$r" >/dev/null
+			ctl vm undefine "c$m$r" >/dev/null
+		done
+		r=$((r + 1))
+	done
+
+	if [ -n "$guest_pss" ]; then
+		log "snapd: 4 lazy clones of $g at once"
+		rec "clones $g: one guest's QEMU, PSS (MiB)" "$guest_pss"
+		t0=$(now_ns)
+		for k in 1 2 3 4; do
+			snapd_load rs/base "k$k" --verify=none >"$work/k$k.ms" &
+			bench_pids="$bench_pids $!"
+		done
+		for p in $bench_pids; do
+			wait "$p" || die "a clone's load failed (see $work/k*.json)"
+		done
+		bench_pids=
+		rec "clones $g: 4 lazy clones at once, request to all running (ms)" "$(ms_since "$t0")"
+		sleep 2
+		tot=0
+		for k in 1 2 3 4; do
+			p=$(pss_mib "$(guest_pid "k$k")")
+			tot=$(calc "$tot + $p")
+		done
+		rec "clones $g: 4 clones' QEMUs, total PSS after 2 s (MiB)" "$tot"
+		for k in 1 2 3 4; do
+			ctl vm stop "k$k" >/dev/null
+			ctl vm undefine "k$k" >/dev/null
+		done
+	fi
+	guest_gone rs
+}
+
+# restore_ratios MIB...: ratios for bench/table.py, the first size against
+# the others.
+restore_ratios() {
+	a=${1}M
+	echo "restore $a: QEMU / snapd lazy verify=none|restore $a: QEMU -incoming exec:cat, start to running (ms)|restore $a: snapd lazy, verify=none, request to running (ms)|>=5"
+	echo "restore $a: snapd lazy verify=none / 150 ms|restore $a: snapd lazy, verify=none, request to running (ms)|target (ms)|<=1"
+	echo "restore $a: QEMU / snapd lazy verify=background|restore $a: QEMU -incoming exec:cat, start to running (ms)|restore $a: snapd lazy, verify=background, request to running (ms)"
+	echo "restore $a: QEMU / snapd eager|restore $a: QEMU -incoming exec:cat, start to running (ms)|restore $a: snapd eager (verify=none), request to running (ms)"
+	shift
+	for b in "$@"; do
+		b=${b}M
+		echo "restore $b: QEMU / snapd lazy verify=none|restore $b: QEMU -incoming exec:cat, start to running (ms)|restore $b: snapd lazy, verify=none, request to running (ms)|>=5"
+		echo "restore $b: QEMU / snapd eager|restore $b: QEMU -incoming exec:cat, start to running (ms)|restore $b: snapd eager (verify=none), request to running (ms)"
+		echo "restore: lazy verify=none $b / $a|restore $b: snapd lazy, verify=none, request to running (ms)|restore $a: snapd lazy, verify=none, request to running (ms)|<=1.2"
+		echo "restore: lazy verify=background $b / $a|restore $b: snapd lazy, verify=background, request to running (ms)|restore $a: snapd lazy, verify=background, request to running (ms)|<=1.2"
+	done
 }

@@ -6,11 +6,11 @@
 RESULTS.tsv holds one measurement per line, "row<TAB>value" (a row repeats
 once per round). Every row is printed in the order it first appears, with
 the median, min and max of its values and the number of rounds. Each RATIO
-argument, "LABEL=ROW_A/ROW_B" or "LABEL=ROW_A/ROW_B<=TARGET" (or >=),
+argument, "LABEL|ROW_A|ROW_B" or "LABEL|ROW_A|ROW_B|<=TARGET" (or >=),
 prints median(A) / median(B) with the range min(A)/max(B) .. max(A)/min(B)
-that the spread of the rounds allows, and whether the target is met by the
-medians. Rows are matched by their full text. "@FILE" reads RATIO
-arguments from FILE, one a line.
+that the spread of the rounds allows, and whether the medians meet the
+target. Rows are matched by their full text. "@FILE" reads RATIO arguments
+from FILE, one a line.
 """
 import statistics
 import sys
@@ -59,19 +59,16 @@ def main():
     if not ratios:
         return
     print()
-    lw = max([len(r.split("=", 1)[0]) for r in ratios] + [20])
+    lw = max([len(r.split("|", 1)[0]) for r in ratios] + [20])
     print("| %-*s | %7s | %15s | %-12s |" % (lw, "ratio (of medians)", "value",
                                             "range", "target"))
     print("|%s|%s|%s|%s|" % ("-" * (lw + 2), "-" * 9, "-" * 17, "-" * 14))
     for r in ratios:
-        label, expr = r.split("=", 1)
-        target = ""
-        op = None
-        for o in ("<=", ">="):
-            if o in expr:
-                expr, t = expr.split(o, 1)
-                op, target = o, t
-        a, b = expr.split("/", 1)
+        f = r.split("|")
+        label, a, b = f[0], f[1], f[2]
+        op, target = None, ""
+        if len(f) > 3:
+            op, target = f[3][:2], f[3][2:]
         if a not in rows or b not in rows:
             print("| %-*s | %7s | %15s | %-12s |" % (lw, label, "n/a", "",
                                                     "missing rows"))

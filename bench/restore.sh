@@ -1,0 +1,41 @@
+#!/bin/sh
+# bench/restore.sh: time from request to running guest, snapd against QEMU's
+# own restore (issue 6's "done when" figures). Not part of "make check".
+#
+#   nice -n 10 bench/restore.sh [ROUNDS [MIB...]]
+#
+# One run, on the disk the tree is on (build/bench/restore), for guests of
+# each MIB (default 1024 2048 4096) with 75% of their pages filled; for
+# each size:
+#   1. QEMU alone saves the guest with migrate "exec:cat > FILE" (guest
+#      stopped), then restores it ROUNDS times (default 3): QEMU started with
+#      -incoming defer, migrate-incoming "exec:cat FILE", cont; measured from
+#      starting the process to query-status saying "running";
+#   2. snapd saves the same guest image (stopped save), the file is verified
+#      once (snapctl verify: its throughput is a row), then each round loads
+#      it as a clone four ways: lazy with --verify=none (allowed after a
+#      verify), lazy with --verify=background, lazy with the default full
+#      verify, and eager with --verify=none. The figure is snapctl load's
+#      client-ms: from sending migrate-incoming to snapd's RESTORED event.
+# The page cache is warm for every contender (the files were just written
+# or read). Targets: lazy 1 GiB under 150 ms, at least 5x faster than QEMU,
+# and growing by no more than 20% from the first size to each other one.
+set -eu
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+rounds=${1:-3}
+[ $# -gt 0 ] && shift
+[ $# -gt 0 ] || set -- 1024 2048 4096
+
+make --no-print-directory all >/dev/null
+bench_setup restore
+rec "target (ms)" 150
+snapd_start
+for mib; do
+	bench_restore "$mib" "$rounds"
+done
+snapd_stop
+echo
+echo "bench/restore: $* MiB guests, $rounds rounds, in $work ($(df -PT "$work" | awk 'NR == 2 { print $2 }'))"
+restore_ratios "$@" >"$work/ratios"
+python3 bench/table.py "$tsv" @"$work/ratios"

@@ -13,8 +13,11 @@
  *  - gvncviewer under Xvfb keeps one TCP connection (same process, same
  *    client port in ss) across both restores and the hand-over;
  *  - VNC authentication: wrong passwords refused (by the mini client and
- *    by vncsnapshot), the right one accepted; the bounded wait closes a
- *    client whose guest stays stopped;
+ *    by vncsnapshot), the right one accepted; a client waiting while its
+ *    guest is stopped is served again when it starts; the bounded wait
+ *    closes a client whose guest stays stopped;
+ *  - RFB 3.3 and 3.7 handshakes, the client limit, a hand-over to an
+ *    endpoint nobody listens on;
  *  - client_migrate_info: a second snapd loads the guest's snapshot and
  *    the first one's clients end up showing that guest.
  */
@@ -840,6 +843,24 @@ test_password_and_hold(void **state)
 	vm_cmd(sda, "vm-stop", "g2");
 	rc_pump(&c, 1000);
 	assert_false(c.eof);            /* waiting, still connected */
+	/* A new start serves the waiting client. */
+	{
+		json_t *ev = NULL;
+		unsigned before;
+
+		vm_cmd(sda, "vm-start", "g2");
+		assert_int_equal(hn_snapd_wait_event(hn_snapd_qmp(sda),
+						     "CLIENTS_REPOINTED", "g2",
+						     EV_TIMEOUT, &ev), 0);
+		assert_int_equal(json_integer_value(json_object_get(ev,
+								    "moved")), 1);
+		json_decref(ev);
+		before = c.updates;
+		rc_pump(&c, 1500);
+		assert_false(c.eof);
+		assert_true(c.updates > before);
+	}
+	vm_cmd(sda, "vm-stop", "g2");
 	rc_pump(&c, 15000);
 	assert_true(c.eof);             /* closed after hold-s */
 	rc_free(&c);

@@ -35,7 +35,7 @@ static json_t *
 read_msg(struct ctl_qmp *c, int timeout_ms, char *err, size_t errlen)
 {
 	for (;;) {
-		char *nl = memchr(c->buf, '\n', c->len);
+		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
 		struct pollfd p = { .fd = c->fd, .events = POLLIN };
 		ssize_t n;
 		int r;

@@ -1092,11 +1092,11 @@ test_two_openers_fresh_store(void **state)
  * to be killed.
  */
 static void
-big_tx_child(const char *store, int fd, int count)
+big_tx_child(const char *store, int fd, int go, int count)
 {
 	struct cat_db *db = NULL;
 	struct snap_err e;
-	char name[32];
+	char name[32], c;
 
 	if (cat_db_open(store, 0, &db, &e) != 0 || cat_db_begin(db, &e) != 0)
 		_exit(2);
@@ -1106,7 +1106,8 @@ big_tx_child(const char *store, int fd, int count)
 		snprintf(name, sizeof(name), "k%d", i);
 		if (cat_snapshot_add(db, &s, NULL, &e) != 0)
 			_exit(3);
-		if (write(fd, "+", 1) != 1)
+		/* Lockstep: the parent decides before the next step runs. */
+		if (write(fd, "+", 1) != 1 || read(go, &c, 1) != 1)
 			_exit(4);
 	}
 	if (cat_db_commit(db, &e) != 0 || write(fd, "C", 1) != 1)
@@ -1119,31 +1120,37 @@ big_tx_child(const char *store, int fd, int count)
 static void
 kill_after(struct fixture *f, int count, int after, bool *committed)
 {
-	int p[2], status, seen = 0;
+	int p[2], go[2], status, seen = 0;
 	pid_t pid;
 	char c;
 
 	assert_int_equal(pipe(p), 0);
+	assert_int_equal(pipe(go), 0);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		close(p[0]);
-		big_tx_child(f->store, p[1], count);
+		close(go[1]);
+		big_tx_child(f->store, p[1], go[0], count);
 	}
 	close(p[1]);
+	close(go[0]);
 	*committed = false;
 	while (read(p[0], &c, 1) == 1) {
 		if (c == 'C') {
 			*committed = true;
 			break;
 		}
+		/* The child waits for us here, so the kill lands exactly. */
 		if (++seen == after)
 			break;
+		assert_int_equal(write(go[1], "g", 1), 1);
 	}
 	kill(pid, SIGKILL);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFSIGNALED(status));
 	close(p[0]);
+	close(go[1]);
 }
 
 static void

@@ -9,6 +9,7 @@
 #   make check      install what is missing, build, run unit and integration tests
 #   make check-asan the same tests, built with ASan and UBSan
 #   make demo       install what is missing, build, run the demonstration
+#   make bench      install what is missing, build, run bench/bench.sh
 #   make lint       mandoc -Tlint over man/, cppcheck over the sources
 #   make fuzz       build the libFuzzer targets (clang)
 #   make clean
@@ -172,6 +173,13 @@ check-nodeps:
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@SNAP_BUILD=$(O) scripts/demo.sh
+
+# The benchmarks against QEMU, libvirt and the machine's limits; never part
+# of "make check". bench/bench.sh installs fio and libvirt itself.
+.PHONY: bench
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@SNAP_BUILD=$(O) nice -n 10 bench/bench.sh
 
 MAN_PAGES := $(wildcard man/*.[1-9])
 CPPCHECK_SRC := $(wildcard common/*.c format/*.c catalog/*.c snapd/*.c restore/*.c tools/*.c)

@@ -916,6 +916,8 @@ load_start(struct snapd *d, struct qmpd_req *req, json_t *args)
 		if (guest_open_display(g, true, why, sizeof(why)) < 0)
 			snap_warn("%s", why);
 	} else {
+		/* A guest a failed restore left for removal is wanted again. */
+		g->remove_on_exit = false;
 		/* The snapshot's spec is what the stream needs. */
 		spec_free(g->spec);
 		g->spec = spec;

@@ -51,7 +51,7 @@ static int
 file_args(int argc, char **argv, const char **file, bool *json)
 {
 	*file = NULL;
-	*json = false;
+	*json = ctl_json_output != 0;   /* snapctl --json COMMAND */
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			*json = true;

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,51 @@ rst_find_mapping(pid_t pid, const char *path, uint64_t len, uint64_t *addr,
 		snap_err_set(err, rc, 0, "process %d does not map '%s'",
 			     (int)pid, path);
 	return rc;
+}
+
+int
+rst_mapping_private(pid_t pid, uint64_t addr, uint64_t *bytes,
+		    struct snap_err *err)
+{
+	char path[64], line[512], head[32];
+	unsigned long long anon = 0, swap = 0, kb;
+	bool inside = false, found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	snprintf(head, sizeof(head), "%llx-", (unsigned long long)addr);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return snap_err_set(err, -errno, 0, "cannot read '%s': %s", path,
+				    strerror(errno));
+	while (fgets(line, sizeof(line), f) != NULL) {
+		/*
+		 * A mapping's header starts with its range in lower-case hex;
+		 * its fields ("Size:", "Anonymous:", ...) with a capital.
+		 */
+		bool header = (line[0] >= '0' && line[0] <= '9') ||
+			      (line[0] >= 'a' && line[0] <= 'f');
+		if (header) {
+			if (inside)
+				break;
+			inside = strncmp(line, head, strlen(head)) == 0;
+			found |= inside;
+			continue;
+		}
+		if (!inside)
+			continue;
+		if (sscanf(line, "Anonymous: %llu kB", &kb) == 1)
+			anon = kb;
+		else if (sscanf(line, "Swap: %llu kB", &kb) == 1)
+			swap = kb;
+	}
+	fclose(f);
+	if (!found)
+		return snap_err_set(err, -ENOENT, 0, "process %d has no mapping "
+				    "at 0x%llx", (int)pid,
+				    (unsigned long long)addr);
+	*bytes = (anon + swap) * 1024;
+	return 0;
 }
 
 int64_t

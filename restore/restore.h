@@ -116,6 +116,16 @@ int rst_find_mapping(pid_t pid, const char *path, uint64_t len,
 		     uint64_t *addr, struct snap_err *err);
 
 /*
+ * How many bytes of the mapping that starts at @addr in @pid are private
+ * copies (anonymous or swapped), from /proc/@pid/smaps. 0 means no page
+ * shadows the file, so the page-by-page walk below can be skipped: it costs
+ * time in proportion to the mapping's size, this does not. Returns 0 and
+ * *@bytes, -ENOENT when there is no mapping at @addr, -errno.
+ */
+int rst_mapping_private(pid_t pid, uint64_t addr, uint64_t *bytes,
+			struct snap_err *err);
+
+/*
  * For the @npages pages (4 KiB) mapped at @addr in @pid, set bit i of
  * @bitmap (npages bits, zeroed first) when page i is a private copy (an
  * anonymous page that shadows the file: present and not file-backed, or

@@ -484,9 +484,14 @@ on_caps(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
 			load_fail(j, "out of memory");
 			return;
 		}
+		uint64_t priv = 1;
+
 		rc = rst_find_mapping(g->pid, j->path, j->ram_size, &addr, &e);
-		n = rc < 0 ? rc : rst_private_pages(g->pid, addr, npages,
-						    j->fixups, &e);
+		if (rc >= 0)
+			rc = rst_mapping_private(g->pid, addr, &priv, &e);
+		/* Walk the pages only when some shadow the file. */
+		n = rc < 0 ? rc : priv == 0 ? 0 :
+		    rst_private_pages(g->pid, addr, npages, j->fixups, &e);
 		if (n < 0) {
 			load_fail(j, "cannot inspect the new QEMU's memory: %s",
 				  snap_err_text(&e, (int)n));

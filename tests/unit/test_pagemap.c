@@ -46,12 +46,24 @@ test_private_copies(void **state)
 					  &e), 0);
 	assert_true(addr == (uintptr_t)m);
 	assert_int_equal(rst_private_pages(getpid(), addr, NPAGES, bitmap, &e), 0);
+	{
+		uint64_t bytes = 1;
+		assert_int_equal(rst_mapping_private(getpid(), addr, &bytes, &e), 0);
+		assert_true(bytes == 0);
+	}
 
 	/* Writing makes private copies: exactly those pages are reported. */
 	m[5 * 4096 + 1] = 1;
 	m[64 * 4096] = 2;
 	m[299 * 4096 + 4095] = 3;
 	assert_int_equal(rst_private_pages(getpid(), addr, NPAGES, bitmap, &e), 3);
+	{
+		uint64_t bytes = 0;
+		assert_int_equal(rst_mapping_private(getpid(), addr, &bytes, &e), 0);
+		assert_true(bytes == 3 * 4096);
+		assert_int_equal(rst_mapping_private(getpid(), addr + 4096, &bytes,
+						     &e), -ENOENT);
+	}
 	for (int i = 0; i < NPAGES; i++) {
 		int set = (bitmap[i / 64] >> (i % 64)) & 1;
 		assert_int_equal(set, i == 5 || i == 64 || i == 299);

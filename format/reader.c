@@ -385,12 +385,20 @@ parse_arrays(struct fmt_reader *r, uint32_t type, struct snap_err *err)
 			b->sums = dst;
 		for (uint64_t j = 0; j < nw;) {
 			size_t k = (size_t)SNAP_MIN(nw - j, (uint64_t)(CHUNK / 8));
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			/* The file's byte order: read straight into place. */
+			rc = rd(r, dst + j, k * 8, off, err);
+			if (rc < 0)
+				goto out;
+			XXH3_64bits_update(st, dst + j, k * 8);
+#else
 			rc = rd(r, tmp, k * 8, off, err);
 			if (rc < 0)
 				goto out;
 			XXH3_64bits_update(st, tmp, k * 8);
 			for (size_t x = 0; x < k; x++)
 				dst[j + x] = snap_get_le64(tmp + 8 * x);
+#endif
 			off += k * 8;
 			j += k;
 		}
@@ -434,16 +442,25 @@ check_bitmaps(struct fmt_reader *r, struct snap_err *err)
 					    b->info.idstr,
 					    (unsigned long long)cnt,
 					    (unsigned long long)b->info.present);
-		for (uint64_t p = 0; p < np; p++) {
-			bool on = (b->bitmap[p / 64] >> (p % 64)) & 1;
-			if (!on && b->sums[p] != 0)
-				return snap_err_set(err, SNAP_ECORRUPT,
-						    r->sect[FMT_S_PAGESUM].off +
-						    8 * p, "zero page %llu of "
-						    "RAM block '%s' has a "
-						    "checksum",
-						    (unsigned long long)p,
-						    b->info.idstr);
+		/* Only the zero pages' entries need a look: walk clear bits. */
+		for (uint64_t w = 0; w < nw; w++) {
+			uint64_t zero = ~b->bitmap[w];
+
+			if (w == nw - 1 && np % 64 != 0)
+				zero &= (1ull << (np % 64)) - 1;
+			while (zero != 0) {
+				uint64_t p = w * 64 + (uint64_t)__builtin_ctzll(zero);
+
+				zero &= zero - 1;
+				if (b->sums[p] != 0)
+					return snap_err_set(err, SNAP_ECORRUPT,
+							    r->sect[FMT_S_PAGESUM].off +
+							    8 * p, "zero page %llu of "
+							    "RAM block '%s' has a "
+							    "checksum",
+							    (unsigned long long)p,
+							    b->info.idstr);
+			}
 		}
 	}
 	return 0;

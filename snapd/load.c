@@ -100,6 +100,14 @@ struct load_job {
 static void load_fail(struct load_job *j, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Where the time of a restore goes (snapd -v). */
+static void
+phase(const struct load_job *j, const char *what)
+{
+	snap_debug("restore of '%s': %s at %.1f ms", j->g->spec->name, what,
+		   (double)(snap_now_mono_ns() - j->t0_ns) / 1e6);
+}
+
 static void
 emit(struct load_job *j, const char *status)
 {
@@ -271,6 +279,7 @@ launch(struct load_job *j)
 		return;
 	}
 	j->state = LOAD_STARTING;
+	phase(j, "launching QEMU");
 	if (guest_launch(j->g, &opt, launched, j, why, sizeof(why)) < 0)
 		load_fail(j, "%s", why);
 }
@@ -339,6 +348,7 @@ maybe_done(struct load_job *j)
 {
 	if (j->state != LOAD_LOADING || !j->feed_done || !j->qemu_done)
 		return;
+	phase(j, "QEMU loaded the stream");
 	/* Display clients see the restored frame before the guest runs. */
 	vncproxy_qemu_ready(j->g->vnc);
 	if (j->was_running)
@@ -499,6 +509,7 @@ on_caps(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
 		}
 		j->nfixups = (uint64_t)n;
 	}
+	phase(j, "capabilities set, shadowed pages found");
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) {
 		load_fail(j, "cannot create a socketpair: %s", strerror(errno));
 		return;
@@ -527,6 +538,7 @@ launched(struct guest *g, int rc, const char *why, void *arg)
 		load_fail(j, "%s", why);
 		return;
 	}
+	phase(j, "QEMU monitor ready");
 	j->state = LOAD_CAPS;
 	caps = json_array();
 	for (size_t i = 0; i < j->plan.nqemu; i++)

@@ -102,6 +102,7 @@ struct fmt_reader {
 	struct rentry entries[FMT_MAX_ENTRIES];
 	unsigned nentries;
 	struct fmt_digest root;
+	bool sums_loaded;           /* checksum table read and checked */
 };
 
 /* Check the compressed device state against its checksum (reader.c). */

@@ -276,6 +276,25 @@ struct fmt_reader;
 int fmt_reader_open(struct fmt_reader **out, const char *path,
 		    struct snap_err *err);
 
+/*
+ * fmt_reader_open() with @flags. FMT_OPEN_DEFER_SUMS leaves the per-page
+ * checksum table (the one part whose size grows with the guest: 8 bytes per
+ * page) unread: fmt_reader_load_sums() reads and checks it, or the first
+ * call that needs it does (fmt_reader_read_page(), fmt_reader_verify()).
+ */
+#define FMT_OPEN_DEFER_SUMS 0x1u
+int fmt_reader_open_flags(struct fmt_reader **out, const char *path,
+			  unsigned flags, struct snap_err *err);
+
+/*
+ * Read and check the checksum table (its section checksum, and a zero entry
+ * for every zero page), with the errors of fmt_reader_open(). Idempotent;
+ * 0 at once when it is loaded. Only pread()s the file and fills the table:
+ * while it runs, other threads may use the reader's metadata, blocks,
+ * bitmaps and entries, but nothing that reads pages.
+ */
+int fmt_reader_load_sums(struct fmt_reader *r, struct snap_err *err);
+
 /* The same on an open fd, which is duplicated (the caller keeps @fd). */
 int fmt_reader_open_fd(struct fmt_reader **out, int fd, struct snap_err *err);
 
@@ -363,6 +382,9 @@ struct fmt_verify_opts {
 	void (*progress)(void *ctx, uint64_t done, uint64_t total);
 	void *ctx;
 	bool buffered;              /* do not try O_DIRECT */
+	/* When set and *cancel becomes nonzero (any thread), stop soon
+	 * and fail with -ECANCELED. */
+	const volatile int *cancel;
 };
 
 struct fmt_verify_result {

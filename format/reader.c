@@ -417,7 +417,7 @@ out:
 	return rc;
 }
 
-/* The bitmap agrees with the block table and the checksum table. */
+/* The bitmaps agree with the block table. */
 static int
 check_bitmaps(struct fmt_reader *r, struct snap_err *err)
 {
@@ -442,7 +442,18 @@ check_bitmaps(struct fmt_reader *r, struct snap_err *err)
 					    b->info.idstr,
 					    (unsigned long long)cnt,
 					    (unsigned long long)b->info.present);
-		/* Only the zero pages' entries need a look: walk clear bits. */
+	}
+	return 0;
+}
+
+/* Every zero page's checksum entry is 0 (walks the clear bits only). */
+static int
+check_zero_sums(struct fmt_reader *r, struct snap_err *err)
+{
+	for (unsigned i = 0; i < r->nblocks; i++) {
+		const struct rblock *b = &r->blocks[i];
+		uint64_t np = b->info.npages, nw = fmt_bitmap_bytes(np) / 8;
+
 		for (uint64_t w = 0; w < nw; w++) {
 			uint64_t zero = ~b->bitmap[w];
 
@@ -463,6 +474,28 @@ check_bitmaps(struct fmt_reader *r, struct snap_err *err)
 			}
 		}
 	}
+	return 0;
+}
+
+int
+fmt_reader_load_sums(struct fmt_reader *r, struct snap_err *err)
+{
+	int rc;
+
+	if (r->sums_loaded)
+		return 0;
+	rc = parse_arrays(r, FMT_S_PAGESUM, err);
+	if (rc == 0)
+		rc = check_zero_sums(r, err);
+	if (rc < 0) {
+		/* Nothing half-loaded stays behind: a retry starts over. */
+		for (unsigned i = 0; i < r->nblocks; i++) {
+			free(r->blocks[i].sums);
+			r->blocks[i].sums = NULL;
+		}
+		return rc;
+	}
+	r->sums_loaded = true;
 	return 0;
 }
 
@@ -683,7 +716,7 @@ out:
 /* ---- open / free ------------------------------------------------------- */
 
 static int
-reader_load(struct fmt_reader *r, struct snap_err *err)
+reader_load(struct fmt_reader *r, unsigned flags, struct snap_err *err)
 {
 	struct stat st;
 	uint32_t count = 0;
@@ -707,9 +740,9 @@ reader_load(struct fmt_reader *r, struct snap_err *err)
 	if (rc == 0)
 		rc = parse_arrays(r, FMT_S_BITMAP, err);
 	if (rc == 0)
-		rc = parse_arrays(r, FMT_S_PAGESUM, err);
-	if (rc == 0)
 		rc = check_bitmaps(r, err);
+	if (rc == 0 && !(flags & FMT_OPEN_DEFER_SUMS))
+		rc = fmt_reader_load_sums(r, err);
 	if (rc == 0)
 		rc = parse_meta(r, err);
 	if (rc == 0)
@@ -734,7 +767,7 @@ reader_load(struct fmt_reader *r, struct snap_err *err)
 }
 
 static int
-reader_new(struct fmt_reader **out, int fd, const char *path,
+reader_new(struct fmt_reader **out, int fd, const char *path, unsigned flags,
 	   struct snap_err *err)
 {
 	struct fmt_reader *r = calloc(1, sizeof(*r));
@@ -746,7 +779,7 @@ reader_new(struct fmt_reader **out, int fd, const char *path,
 	}
 	r->fd = fd;
 	snap_strlcpy(r->path, path, sizeof(r->path));
-	rc = reader_load(r, err);
+	rc = reader_load(r, flags, err);
 	if (rc < 0) {
 		fmt_reader_free(r);
 		return rc;
@@ -758,6 +791,13 @@ reader_new(struct fmt_reader **out, int fd, const char *path,
 int
 fmt_reader_open(struct fmt_reader **out, const char *path, struct snap_err *err)
 {
+	return fmt_reader_open_flags(out, path, 0, err);
+}
+
+int
+fmt_reader_open_flags(struct fmt_reader **out, const char *path,
+		      unsigned flags, struct snap_err *err)
+{
 	/* O_NONBLOCK: a FIFO in place of a file must not block the open. */
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
@@ -766,7 +806,7 @@ fmt_reader_open(struct fmt_reader **out, const char *path, struct snap_err *err)
 		return snap_err_set(err, rc, 0, "cannot open snapshot '%s': %s",
 				    path, snap_strerror(rc));
 	}
-	return reader_new(out, fd, path, err);
+	return reader_new(out, fd, path, flags, err);
 }
 
 int
@@ -781,7 +821,7 @@ fmt_reader_open_fd(struct fmt_reader **out, int fd, struct snap_err *err)
 				    fd, snap_strerror(rc));
 	}
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", dup);
-	return reader_new(out, dup, path, err);
+	return reader_new(out, dup, path, 0, err);
 }
 
 void
@@ -925,6 +965,9 @@ fmt_reader_read_page(struct fmt_reader *r, unsigned block, uint64_t page,
 		memset(buf, 0, b->info.page_size);
 		return 0;
 	}
+	rc = fmt_reader_load_sums(r, err);
+	if (rc < 0)
+		return rc;
 	off = b->info.file_offset + page * b->info.page_size;
 	rc = rd(r, buf, b->info.page_size, off, err);
 	if (rc < 0)

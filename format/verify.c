@@ -41,6 +41,7 @@ struct vstate {
 	struct fmt_verify_result res;
 	struct snap_err *err;
 	int first_bad;
+	bool cancelled;
 	uint64_t total;
 	uint64_t next_progress;
 	/* chunk cursor */
@@ -54,6 +55,10 @@ next_chunk(struct vstate *v, struct vchunk *c)
 {
 	struct fmt_reader *r = v->r;
 
+	if (v->o->cancel != NULL && *v->o->cancel) {
+		v->cancelled = true;
+		return false;
+	}
 	while (v->cblock < r->nblocks) {
 		const struct rblock *b = &r->blocks[v->cblock];
 		uint64_t ps = b->info.page_size, p, end, maxn;
@@ -240,6 +245,9 @@ fmt_reader_verify(struct fmt_reader *r, const struct fmt_verify_opts *opts,
 	struct snap_err dserr;
 
 	memset(cs, 0, sizeof(cs));
+	rc = fmt_reader_load_sums(r, err);
+	if (rc < 0)
+		return rc;
 	v.r = r;
 	v.o = opts != NULL ? opts : &def;
 	v.err = err;
@@ -264,6 +272,8 @@ fmt_reader_verify(struct fmt_reader *r, const struct fmt_verify_opts *opts,
 	} else {
 		rc = verify_buffered(&v, &cs[0]);
 	}
+	if (rc == 0 && v.cancelled)
+		rc = snap_err_set(err, -ECANCELED, 0, "verification cancelled");
 	if (rc < 0)
 		goto out;
 	if (v.o->progress != NULL)

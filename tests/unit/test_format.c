@@ -1091,7 +1091,11 @@ on_bad(void *ctx, const char *idstr, uint64_t page, uint64_t off)
 	bp->off = off;
 }
 
-/* Open @b written to a file: expect @code and exactly @msg. */
+/*
+ * Open @b written to a file: expect @code and exactly @msg. Opened with the
+ * checksum table deferred, the same error must come from the open or from
+ * fmt_reader_load_sums(): deferring moves a check, never drops one.
+ */
 static void
 expect_open(const struct blob *b, size_t len, int code, const char *msg)
 {
@@ -1109,6 +1113,15 @@ expect_open(const struct blob *b, size_t len, int code, const char *msg)
 			 msg != NULL ? msg : "", rc, e.msg);
 	if (rc == 0)
 		fmt_reader_free(r);
+	snap_err_clear(&e);
+	rc = fmt_reader_open_flags(&r, path, FMT_OPEN_DEFER_SUMS, &e);
+	if (rc == 0) {
+		rc = fmt_reader_load_sums(r, &e);
+		fmt_reader_free(r);
+	}
+	if (rc != code || (msg != NULL && strcmp(e.msg, msg) != 0))
+		fail_msg("deferred: expected %d '%s', got %d '%s'", code,
+			 msg != NULL ? msg : "", rc, e.msg);
 }
 
 static struct blob
@@ -1384,6 +1397,65 @@ test_corrupt_page_and_devstate(void **state)
 	unlink(path);
 }
 
+/* The checksum table read later: the same checks, made when needed. */
+static void
+test_deferred_sums(void **state)
+{
+	struct blob b = make_base();
+	uint64_t sums = sect_off(&b, 3), zero = UINT64_MAX;
+	struct fmt_verify_result vr;
+	struct fmt_reader *r;
+	struct snap_err e;
+	char path[8192], msg[256];
+	uint8_t page[PS];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/bad.snap", disk_dir);
+	/* A good file: pages and verification load the table on demand. */
+	spit(path, b.p, b.len);
+	assert_int_equal(fmt_reader_open_flags(&r, path, FMT_OPEN_DEFER_SUMS,
+					       &e), 0);
+	for (uint64_t p = 0; p < 64 && zero == UINT64_MAX; p++)
+		if (fmt_reader_page_present(r, 0, p) == 0)
+			zero = p;
+	assert_true(zero != UINT64_MAX);
+	assert_int_equal(fmt_reader_read_page(r, 0, 11, page, &e), 0);
+	assert_int_equal(fmt_reader_verify(r, NULL, &vr, &e), 0);
+	assert_int_equal(fmt_reader_load_sums(r, &e), 0);
+	fmt_reader_free(r);
+
+	/* A flipped bit in the table: the open passes, every later use fails. */
+	b.p[sums + 8 * 11 + 3] ^= 0x10;
+	spit(path, b.p, b.len);
+	snprintf(msg, sizeof(msg), "checksum mismatch in section 'page "
+		 "checksums' at offset %llu", (unsigned long long)sums);
+	assert_int_equal(fmt_reader_open_flags(&r, path, FMT_OPEN_DEFER_SUMS,
+					       &e), 0);
+	assert_int_equal(fmt_reader_read_page(r, 0, 11, page, &e),
+			 SNAP_ECHECKSUM);
+	assert_string_equal(e.msg, msg);
+	/* A zero page needs no checksum and reads as zeros. */
+	assert_int_equal(fmt_reader_read_page(r, 0, zero, page, &e), 0);
+	snap_err_clear(&e);
+	assert_int_equal(fmt_reader_load_sums(r, &e), SNAP_ECHECKSUM);
+	assert_string_equal(e.msg, msg);
+	assert_int_equal(fmt_reader_verify(r, NULL, &vr, &e), SNAP_ECHECKSUM);
+	assert_string_equal(e.msg, msg);
+	fmt_reader_free(r);
+	expect_open(&b, b.len, SNAP_ECHECKSUM, msg);
+
+	/* Resealed, the table is intact but names a checksum for a zero page. */
+	reseal(&b, 3);
+	expect_open(&b, b.len, 0, NULL);
+	b.p[sums + 8 * zero] = 0x5a;
+	reseal(&b, 3);
+	snprintf(msg, sizeof(msg), "zero page %llu of RAM block 'pc.ram' has "
+		 "a checksum", (unsigned long long)zero);
+	expect_open(&b, b.len, SNAP_ECORRUPT, msg);
+	free(b.p);
+	unlink(path);
+}
+
 /* ---- golden version-1 files ---------------------------------------------- */
 
 /*
@@ -1610,6 +1682,7 @@ main(int argc, char **argv)
 		T(test_corrupt_sections),
 		T(test_corrupt_offsets),
 		T(test_corrupt_page_and_devstate),
+		T(test_deferred_sums),
 		T(test_golden_basic),
 		T(test_golden_minimal),
 	};

@@ -67,7 +67,7 @@ calc() { python3 -c "print('%.1f' % ($*))"; }
 ctl() { "$build/bin/snapctl" --socket "$home/control.sock" "$@"; }
 
 snapd_start() {
-	"$build/bin/snapd" -d --home "$home" >"$work/snapd.log" 2>&1 &
+	"$build/bin/snapd" -d ${SNAPD_ARGS:-} --home "$home" >"$work/snapd.log" 2>&1 &
 	spid=$!
 	i=0
 	while [ ! -S "$home/control.sock" ]; do

@@ -20,6 +20,12 @@ snap_log_init(const char *prog, enum snap_log_level max, int timestamps)
 	log_stamps = timestamps;
 }
 
+int
+snap_log_enabled(enum snap_log_level lvl)
+{
+	return lvl <= log_max;
+}
+
 void
 snap_log(enum snap_log_level lvl, const char *fmt, ...)
 {
@@ -28,6 +34,7 @@ snap_log(enum snap_log_level lvl, const char *fmt, ...)
 		[SNAP_LOG_WARN] = "warning: ",
 		[SNAP_LOG_INFO] = "",
 		[SNAP_LOG_DEBUG] = "debug: ",
+		[SNAP_LOG_TRACE] = "trace: ",
 	};
 	char msg[1024], stamp[96] = "";
 	va_list ap;

@@ -15,6 +15,7 @@ enum snap_log_level {
 	SNAP_LOG_WARN,
 	SNAP_LOG_INFO,
 	SNAP_LOG_DEBUG,
+	SNAP_LOG_TRACE,     /* protocol traffic */
 };
 
 /* Set the program name, the most verbose level printed, and timestamps. */
@@ -27,5 +28,9 @@ void snap_log(enum snap_log_level lvl, const char *fmt, ...)
 #define snap_warn(...)  snap_log(SNAP_LOG_WARN, __VA_ARGS__)
 #define snap_info(...)  snap_log(SNAP_LOG_INFO, __VA_ARGS__)
 #define snap_debug(...) snap_log(SNAP_LOG_DEBUG, __VA_ARGS__)
+#define snap_trace(...) snap_log(SNAP_LOG_TRACE, __VA_ARGS__)
+
+/* Whether messages of @lvl are printed (to skip building costly ones). */
+int snap_log_enabled(enum snap_log_level lvl);
 
 #endif

@@ -107,6 +107,12 @@ cmd_vm_undefine(struct qmpd_req *req, json_t *args, void *ctx)
 			       "it first", g->spec->name);
 		return;
 	}
+	/* A job that still needs the guest must end first. */
+	if (g->save != NULL || load_busy(g)) {
+		qmpd_reply_err(req, QMPD_GENERIC, "guest '%s' is busy with a "
+			       "%s", g->spec->name, g->save ? "save" : "restore");
+		return;
+	}
 	snap_err_clear(&e);
 	rc = cat_guest_remove(d->db, g->spec->name, &e);
 	if (rc == -ENOTEMPTY) {
@@ -119,6 +125,7 @@ cmd_vm_undefine(struct qmpd_req *req, json_t *args, void *ctx)
 			       g->spec->name, snap_err_text(&e, rc));
 		return;
 	}
+	load_release(g);
 	guest_remove(d, g);
 	qmpd_reply_ok(req, NULL);
 }

@@ -151,6 +151,16 @@ void load_on_qemu_gone(struct guest *g);
 /* The guest's QEMU has been reaped. */
 void load_on_exited(struct guest *g);
 json_t *load_query(const struct guest *g);
+/* A restore is under way (not counting a background verification). */
+bool load_busy(const struct guest *g);
+/*
+ * Before the guest goes away (!load_busy()): a background verification
+ * still running is cancelled and carries on detached from the guest.
+ */
+void load_release(struct guest *g);
+/* End a restore under way (it fails with @why), or cancel a background
+ * verification. The job ends through the loop, as any other. */
+void load_abort(struct guest *g, const char *why);
 
 /* prune.c */
 void cmd_snapshot_prune(struct qmpd_req *req, json_t *args, void *ctx);

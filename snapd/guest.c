@@ -424,6 +424,8 @@ guest_launch(struct guest *g, const struct guest_launch *opt,
 		snap_err("guest '%s': cannot connect to QEMU's monitor",
 			 g->spec->name);
 		kill(pid, SIGKILL);
+	} else {
+		qmpc_set_name(g->qmp, g->spec->name);
 	}
 	rc = 0;
 out:
@@ -600,6 +602,7 @@ guest_shutdown_all(struct snapd *d)
 	unsigned alive = 0;
 
 	for (struct guest *g = d->guests; g != NULL; g = g->next) {
+		load_abort(g, "snapd is shutting down");
 		if (g->pid <= 0)
 			continue;
 		alive++;

@@ -87,6 +87,15 @@ struct load_job {
 	struct fmt_reader *r;       /* owned by a worker while one runs */
 	pthread_t thread;
 	bool thread_running;
+	/*
+	 * The checksum table is read while QEMU starts (its size grows with
+	 * the guest; QEMU's start does not): the feed worker joins this
+	 * thread before it reads a page.
+	 */
+	pthread_t sums_thread;
+	bool sums_running;
+	int sums_rc;
+	struct snap_err sums_err;
 	volatile int cancel;
 	int sock;                   /* feed end */
 	int worker_rc;
@@ -116,11 +125,23 @@ emit(struct load_job *j, const char *status)
 			     "status", status, "direction", "incoming"));
 }
 
+/* Wait for the checksum table; its outcome in sums_rc / sums_err. */
+static void
+join_sums(struct load_job *j)
+{
+	if (j->sums_running) {
+		pthread_join(j->sums_thread, NULL);
+		j->sums_running = false;
+	}
+}
+
 static void
 job_free(struct load_job *j)
 {
 	if (j == NULL)
 		return;
+	/* At most the time to read the table: it cannot block on anything. */
+	join_sums(j);
 	if (j->sock >= 0)
 		close(j->sock);
 	fmt_reader_free(j->r);
@@ -216,10 +237,21 @@ static void *
 verify_worker(void *arg)
 {
 	struct load_job *j = arg;
-	struct fmt_verify_opts o = { .bad_page = on_bad_page, .ctx = j };
+	struct fmt_verify_opts o = {
+		.bad_page = on_bad_page, .ctx = j, .cancel = &j->cancel,
+	};
 
 	j->worker_rc = fmt_reader_verify(j->r, &o, &j->vres, &j->worker_err);
 	loop_post(j->d->loop, worker_done, j);
+	return NULL;
+}
+
+static void *
+sums_worker(void *arg)
+{
+	struct load_job *j = arg;
+
+	j->sums_rc = fmt_reader_load_sums(j->r, &j->sums_err);
 	return NULL;
 }
 
@@ -231,7 +263,17 @@ feed_worker(void *arg)
 		.eager = j->eager, .fixups = j->fixups, .cancel = &j->cancel,
 	};
 
-	j->worker_rc = rst_feed(j->r, j->sock, &o, &j->feed, &j->worker_err);
+	join_sums(j);
+	/* Loaded by now, unless its thread could not start. */
+	if (j->sums_rc == 0)
+		j->sums_rc = fmt_reader_load_sums(j->r, &j->sums_err);
+	if (j->sums_rc < 0) {
+		j->worker_rc = j->sums_rc;
+		j->worker_err = j->sums_err;
+	} else {
+		j->worker_rc = rst_feed(j->r, j->sock, &o, &j->feed,
+					&j->worker_err);
+	}
 	/* QEMU finishes loading only when the stream ends. */
 	shutdown(j->sock, SHUT_WR);
 	loop_post(j->d->loop, worker_done, j);
@@ -357,6 +399,32 @@ maybe_done(struct load_job *j)
 		finish_ok(j);
 }
 
+/* Background verification ended; the guest may be gone (load_release). */
+static void
+background_done(struct load_job *j, int rc)
+{
+	struct guest *g = j->g;
+	const char *bad = j->bad[0] ? j->bad : snap_err_text(&j->worker_err, rc);
+
+	if (j->snap_id > 0 && (rc >= 0 || rc == SNAP_ECHECKSUM))
+		cat_snapshot_mark_verified(j->d->db, j->snap_id, 0, rc >= 0,
+					   NULL);
+	if (rc == SNAP_ECHECKSUM && g == NULL)
+		snap_err("snapshot '%s' is corrupt at %s", j->path, bad);
+	if (rc < 0 && rc != -ECANCELED && g != NULL) {
+		if (g->qmp != NULL)
+			qmpc_exec(g->qmp, "stop", NULL, -1, NULL, NULL);
+		qmpd_event(j->d->qmpd, "SNAPSHOT_CORRUPT",
+			   json_pack("{s:s, s:s, s:s}", "vm", g->spec->name,
+				     "path", j->path, "page", bad));
+		snap_err("guest '%s' stopped: its snapshot '%s' is corrupt at "
+			 "%s", g->spec->name, j->path, bad);
+	}
+	if (g != NULL)
+		g->load = NULL;
+	job_free(j);
+}
+
 static void
 worker_done(struct loop *l, void *arg)
 {
@@ -386,6 +454,11 @@ worker_done(struct loop *l, void *arg)
 		launch(j);
 		return;
 	case LOAD_LOADING:
+		if (j->sums_rc < 0) {
+			load_fail(j, "cannot load '%s': %s", j->path,
+				  snap_err_text(&j->sums_err, j->sums_rc));
+			return;
+		}
 		if (rc < 0) {
 			load_fail(j, "cannot feed the snapshot to QEMU: %s",
 				  snap_err_text(&j->worker_err, rc));
@@ -395,25 +468,7 @@ worker_done(struct loop *l, void *arg)
 		maybe_done(j);
 		return;
 	case LOAD_DONE:
-		/* Background verification finished. */
-		if (rc < 0 && j->g->qmp != NULL)
-			qmpc_exec(j->g->qmp, "stop", NULL, -1, NULL, NULL);
-		if (j->snap_id > 0 && (rc >= 0 || rc == SNAP_ECHECKSUM))
-			cat_snapshot_mark_verified(j->d->db, j->snap_id, 0,
-						   rc >= 0, NULL);
-		if (rc < 0) {
-			qmpd_event(j->d->qmpd, "SNAPSHOT_CORRUPT",
-				   json_pack("{s:s, s:s, s:s}", "vm",
-					     j->g->spec->name, "path", j->path,
-					     "page", j->bad[0] ? j->bad :
-					     snap_err_text(&j->worker_err, rc)));
-			snap_err("guest '%s' stopped: its snapshot '%s' is "
-				 "corrupt at %s", j->g->spec->name, j->path,
-				 j->bad[0] ? j->bad :
-				 snap_err_text(&j->worker_err, rc));
-		}
-		j->g->load = NULL;
-		job_free(j);
+		background_done(j, rc);
 		return;
 	case LOAD_REPLACING:
 	case LOAD_STARTING:
@@ -621,6 +676,38 @@ load_on_qemu_gone(struct guest *g)
 		return;
 	}
 	load_fail(j, "QEMU exited during the restore");
+}
+
+bool
+load_busy(const struct guest *g)
+{
+	return g->load != NULL && g->load->state != LOAD_DONE;
+}
+
+void
+load_release(struct guest *g)
+{
+	struct load_job *j = g->load;
+
+	if (j == NULL || j->state != LOAD_DONE)
+		return;
+	/* Only the background verification is left: it ends alone. */
+	j->cancel = 1;
+	j->g = NULL;
+	g->load = NULL;
+}
+
+void
+load_abort(struct guest *g, const char *why)
+{
+	struct load_job *j = g->load;
+
+	if (j == NULL)
+		return;
+	if (j->state == LOAD_DONE)
+		j->cancel = 1;
+	else
+		load_fail(j, "%s", why);
 }
 
 json_t *
@@ -841,7 +928,7 @@ load_start(struct snapd *d, struct qmpd_req *req, json_t *args)
 		qmpd_reply_err(req, QMPD_GENERIC, "%s", why);
 		goto fail;
 	}
-	rc = fmt_reader_open(&j->r, j->path, &e);
+	rc = fmt_reader_open_flags(&j->r, j->path, FMT_OPEN_DEFER_SUMS, &e);
 	if (rc < 0) {
 		qmpd_reply_err(req, QMPD_GENERIC, "cannot load '%s': %s", j->path,
 			       snap_err_text(&e, rc));
@@ -955,6 +1042,10 @@ load_start(struct snapd *d, struct qmpd_req *req, json_t *args)
 			load_fail(j, "cannot start the verify thread");
 		return;
 	}
+	/* Read the checksum table while QEMU starts (full verification
+	 * reads it first thing anyway). */
+	if (pthread_create(&j->sums_thread, NULL, sums_worker, j) == 0)
+		j->sums_running = true;
 	launch(j);
 	return;
 fail:

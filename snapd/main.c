@@ -31,7 +31,8 @@ usage(FILE *f)
 	fprintf(f,
 		"usage: snapd [-d] [-v] [--home DIR] [--socket PATH] [--qemu BINARY]\n"
 		"  -d, --foreground   stay in the foreground, log to stderr\n"
-		"  -v, --verbose      log debugging details\n"
+		"  -v, --verbose      log debugging details; twice: also every QMP\n"
+		"                     message on the control and QEMU sockets\n"
 		"  --home DIR         the store (default /var/lib/qemu-snapd as root,\n"
 		"                     else $XDG_STATE_HOME/qemu-snapd)\n"
 		"  --socket PATH      control socket (default HOME/control.sock)\n"
@@ -54,8 +55,10 @@ shutdown_check(struct loop *l, void *arg)
 	struct snapd *d = arg;
 	unsigned alive = 0;
 
+	/* Every QEMU reaped and every job ended (a save's file removed or
+	 * published, a restore's threads joined). */
 	for (struct guest *g = d->guests; g != NULL; g = g->next)
-		alive += g->pid > 0;
+		alive += g->pid > 0 || g->save != NULL || g->load != NULL;
 	if (alive == 0)
 		loop_stop(l);
 	else
@@ -204,7 +207,8 @@ main(int argc, char **argv)
 	struct qmpd_config qc = { 0 };
 	const char *socket_opt = NULL;
 	char sockpath[4200];
-	bool foreground = false, verbose = false;
+	bool foreground = false;
+	int verbose = 0;
 	struct snap_err e;
 	json_t *version;
 	int c, rc, status = 1;
@@ -212,7 +216,7 @@ main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "dvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd': foreground = true; break;
-		case 'v': verbose = true; break;
+		case 'v': verbose++; break;
 		case 'H':
 			if (snap_strlcpy(d.home, optarg, sizeof(d.home)) >=
 			    sizeof(d.home)) {
@@ -231,7 +235,8 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	snap_log_init("snapd", verbose ? SNAP_LOG_DEBUG : SNAP_LOG_INFO,
+	snap_log_init("snapd", verbose > 1 ? SNAP_LOG_TRACE : verbose ?
+		      SNAP_LOG_DEBUG : SNAP_LOG_INFO,
 		      !foreground);
 	if (d.home[0] == '\0' && snap_default_store(d.home, sizeof(d.home)) < 0) {
 		snap_err("cannot choose a store directory: give --home");

@@ -30,6 +30,8 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
 #include "snapd/qmpc.h"
 #include "snapd/qmpwire_int.h"
 
@@ -73,6 +75,7 @@ struct qmpc {
 	json_int_t next_id;
 	unsigned busy;
 	bool freed;
+	char name[64];      /* for trace messages */
 	char in[QMPC_READ_CHUNK];
 };
 
@@ -190,6 +193,18 @@ update_events(struct qmpc *c)
 		c->want = want;
 }
 
+/* snapd -vv: one message to or from QEMU. */
+static void
+trace_msg(const struct qmpc *c, const char *dir, const char *p, size_t n)
+{
+	if (!snap_log_enabled(SNAP_LOG_TRACE))
+		return;
+	while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
+		n--;
+	snap_trace("qemu '%s' %s %.*s%s", c->name, dir, (int)SNAP_MIN(n, 400),
+		   p, n > 400 ? "..." : "");
+}
+
 /* Write queued commands; user commands only once negotiated. */
 static void
 flush(struct qmpc *c)
@@ -221,6 +236,8 @@ flush(struct qmpc *c)
 			cm->cmsg_len = CMSG_LEN(sizeof(int));
 			memcpy(CMSG_DATA(cm), &cmd->fd, sizeof(int));
 		}
+		if (cmd->off == 0)
+			trace_msg(c, "->", cmd->buf, cmd->len);
 		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -407,8 +424,10 @@ on_event(struct qmpc *c, json_t *msg)
 static void
 on_message(struct qmpc *c, const char *buf, size_t len)
 {
-	json_t *msg = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+	json_t *msg;
 
+	trace_msg(c, "<-", buf, len);
+	msg = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
 	if (!json_is_object(msg))
 		end(c, -EPROTO);
 	else if (c->state == QMPC_GREETING)
@@ -492,6 +511,12 @@ qmpc_new(struct loop *l, int fd, qmpc_event_fn on_event_fn,
 	}
 	*out = c;
 	return 0;
+}
+
+void
+qmpc_set_name(struct qmpc *c, const char *name)
+{
+	snap_strlcpy(c->name, name, sizeof(c->name));
 }
 
 void

@@ -60,6 +60,9 @@ int qmpc_new(struct loop *l, int fd, qmpc_event_fn on_event,
 /* Close the connection; pending reply callbacks are NOT called. NULL ok. */
 void qmpc_free(struct qmpc *c);
 
+/* Name the connection in trace messages (snapd -vv); copied. */
+void qmpc_set_name(struct qmpc *c, const char *name);
+
 /*
  * Queue a command. @args is stolen (NULL for none). If @fd >= 0 it is sent
  * with the command's bytes by SCM_RIGHTS (for getfd/add-fd); qmpc dups it,

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "snapd/qmpd.h"
 #include "snapd/qmpwire_int.h"
@@ -113,6 +114,7 @@ static void
 client_kill(struct qmpd_client *c)
 {
 	if (!c->dead) {
+		snap_trace("control fd %d: closed", c->fd);
 		c->dead = true;
 		loop_unwatch(c->s->loop, c->w);
 		c->w = NULL;
@@ -167,6 +169,18 @@ client_flush(struct qmpd_client *c)
 	return true;
 }
 
+/* snapd -vv: one message in or out on the control socket. */
+static void
+trace_msg(int fd, const char *dir, const char *p, size_t n)
+{
+	if (!snap_log_enabled(SNAP_LOG_TRACE))
+		return;
+	while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
+		n--;
+	snap_trace("control fd %d %s %.*s%s", fd, dir, (int)SNAP_MIN(n, 400),
+		   p, n > 400 ? "..." : "");
+}
+
 /* Queue raw bytes; over the cap the client is disconnected. */
 static bool
 client_queue(struct qmpd_client *c, const char *p, size_t n)
@@ -206,6 +220,7 @@ client_queue(struct qmpd_client *c, const char *p, size_t n)
 	}
 	memcpy(c->out + c->out_len, p, n);
 	c->out_len += n;
+	trace_msg(c->fd, "->", p, n);
 	if (!client_flush(c))
 		return false;
 	client_update_events(c);
@@ -593,6 +608,7 @@ client_handle(struct qmpd_client *c)
 	json_t *args;
 	bool builtin_caps;
 
+	trace_msg(c->fd, "<-", c->fr.buf, c->fr.len);
 	if (qmp_request_parse(c->fr.buf, c->fr.len, &r, desc,
 			      sizeof(desc)) < 0) {
 		client_send_error(c, r.id, QMPD_GENERIC, desc);
@@ -772,6 +788,8 @@ on_accept(struct loop *l, int lfd, uint32_t ev, void *arg)
 		c->uid = cr.uid;
 		c->gid = cr.gid;
 		c->want = LOOP_IN;
+		snap_trace("control fd %d: client pid %d uid %u", fd, (int)cr.pid,
+			   (unsigned)cr.uid);
 		qmp_framer_init(&c->fr, QMPD_MAX_MSG);
 		if (loop_watch_fd(s->loop, fd, LOOP_IN, on_client, c, &c->w) < 0) {
 			close(fd);

@@ -367,6 +367,34 @@ test_flipped_page(void **state)
 				      "c7"), 0);
 }
 
+/* Flip a bit in the checksum table of @path (the footer's directory says
+ * where it is: section type 3, FORMAT.md). */
+static void
+flip_checksum_table(const char *path)
+{
+	uint8_t ft[64], de[40], byte;
+	struct stat st;
+	int fd = open(path, O_RDWR);
+	uint64_t dir;
+	uint32_t n, i;
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(pread(fd, ft, 64, st.st_size - 64), 64);
+	dir = snap_get_le64(ft + 16);
+	n = snap_get_le32(ft + 24);
+	for (i = 0; i < n; i++) {
+		assert_int_equal(pread(fd, de, 40, (off_t)(dir + 40ull * i)), 40);
+		if (snap_get_le32(de) == 3)
+			break;
+	}
+	assert_true(i < n);
+	assert_int_equal(pread(fd, &byte, 1, (off_t)snap_get_le64(de + 8) + 5), 1);
+	byte ^= 0x08;
+	assert_int_equal(pwrite(fd, &byte, 1, (off_t)snap_get_le64(de + 8) + 5), 1);
+	close(fd);
+}
+
 static void
 test_bad_files(void **state)
 {
@@ -384,6 +412,36 @@ test_bad_files(void **state)
 	assert_int_equal(incoming(uri, "c8", NULL, NULL, NULL), SNAP_EQEMU);
 	assert_non_null(strstr(hn_qmp_error(qmp()), "cannot load"));
 	assert_false(vm_exists("c8"));
+	/*
+	 * A bad checksum table. Unless every page is verified first, it is
+	 * read while QEMU starts: the restore fails before the guest runs,
+	 * and the clone and its QEMU go away.
+	 */
+	snprintf(path, sizeof(path), "%s/badsums.snap", hn_tmpdir());
+	snprintf(cmd, sizeof(cmd), "cp --sparse=always '%s' '%s'", s1_path, path);
+	assert_int_equal(system(cmd), 0);
+	flip_checksum_table(path);
+	snprintf(uri, sizeof(uri), "file:%s", path);
+	for (int k = 0; k < 2; k++) {
+		json_t *ev = NULL;
+		const char *why;
+
+		assert_int_equal(incoming(uri, "c8", k ? "eager" : NULL,
+					  "background", NULL), 0);
+		assert_int_equal(hn_snapd_wait_event(qmp(), "RESTORE_FAILED",
+						     "c8", EV_TIMEOUT, &ev), 0);
+		why = json_string_value(json_object_get(ev, "error"));
+		if (why == NULL || strstr(why, "cannot load") == NULL ||
+		    strstr(why, "checksum mismatch in section 'page "
+			   "checksums'") == NULL)
+			fail_msg("unexpected error '%s'", why ? why : "");
+		json_decref(ev);
+		/* Undefined once its QEMU has been reaped. */
+		for (int t = 0; vm_exists("c8"); t++) {
+			assert_true(t < 200);
+			usleep(50000);
+		}
+	}
 	/* Not there at all. */
 	assert_int_equal(incoming("snapshot:g1/nope", "c8", NULL, NULL, NULL),
 			 SNAP_EQEMU);
@@ -566,6 +624,41 @@ test_reset_writes_into_ram(void **state)
 	stop_vm("g2", q);
 }
 
+/*
+ * A clone is stopped and undefined while its restore still reads the file
+ * (a background verification), and its name is used again at once: the
+ * job must not outlive the guest it points to. A restore before the guest
+ * runs (here: the full verification) keeps the guest from going away.
+ */
+static void
+test_undefine_during_verification(void **state)
+{
+	struct hn_qemu *q;
+	(void)state;
+
+	for (int k = 0; k < 4; k++) {
+		assert_int_equal(incoming("snapshot:g1/s1", "c13", NULL,
+					  "background", NULL), 0);
+		assert_int_equal(hn_snapd_wait_event(qmp(), "RESTORED", "c13",
+						     EV_TIMEOUT, NULL), 0);
+		assert_int_equal(hn_qmp_execf(qmp(), NULL, "vm-stop", "{s:s}",
+					      "vm", "c13"), 0);
+		assert_int_equal(hn_qmp_execf(qmp(), NULL, "vm-undefine",
+					      "{s:s}", "vm", "c13"), 0);
+	}
+	assert_int_equal(incoming("snapshot:g1/s1", "c13", NULL, "full", NULL),
+			 0);
+	assert_int_equal(hn_qmp_execf(qmp(), NULL, "vm-undefine", "{s:s}",
+				      "vm", "c13"), SNAP_EQEMU);
+	if (strstr(hn_qmp_error(qmp()), "busy with a restore") == NULL &&
+	    strstr(hn_qmp_error(qmp()), "is running") == NULL)
+		fail_msg("unexpected error '%s'", hn_qmp_error(qmp()));
+	q = expect_restored("c13", g1_tick_before, NULL);
+	stop_vm("c13", q);
+	assert_int_equal(hn_qmp_execf(qmp(), NULL, "vm-undefine", "{s:s}", "vm",
+				      "c13"), 0);
+}
+
 static void
 test_restore_replaces_running_guest(void **state)
 {
@@ -595,6 +688,7 @@ main(void)
 		cmocka_unit_test(test_qemu_killed_during_load),
 		cmocka_unit_test(test_file_removed_while_mapped),
 		cmocka_unit_test(test_reset_writes_into_ram),
+		cmocka_unit_test(test_undefine_during_verification),
 		cmocka_unit_test(test_restore_replaces_running_guest),
 	};
 

@@ -140,11 +140,9 @@ snapd_save() {
 
 # snapd_load SNAPSHOT CLONE [OPTION...]: load SNAPSHOT as CLONE; prints
 # snapctl's client-ms, or nothing when the load did not finish within
-# LOAD_TIMEOUT seconds (default 120). Two hangs have been seen: snapctl
-# waiting after snapd logged the restore (then snapd's logged time is
-# printed), and an eager load that never starts (QEMU waits with -incoming
-# defer, query-migrate shows no job, no event comes). Either way the row
-# "snapctl load: did not return (count)" counts it.
+# LOAD_TIMEOUT seconds (default 120): then the row "snapctl load: did not
+# return (count)" counts it and snapd's own logged time, if any, is printed,
+# so that a hang shows in the results instead of stopping the run.
 snapd_load() {
 	snap=$1 clone=$2
 	shift 2

@@ -188,7 +188,11 @@ ctl_qmp_exec(struct ctl_qmp *c, const char *cmd, json_t *args, json_t **ret,
 			json_decref(m);
 			continue;
 		}
-		if (json_integer_value(json_object_get(m, "id")) != id) {
+		/* An error without an id is snapd refusing our bytes as a
+		 * whole (framing, size): the answer to this request. */
+		if (json_integer_value(json_object_get(m, "id")) != id &&
+		    (json_object_get(m, "id") != NULL ||
+		     json_object_get(m, "error") == NULL)) {
 			json_decref(m);
 			continue;
 		}

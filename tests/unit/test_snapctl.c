@@ -2,7 +2,8 @@
  * tests/unit/test_snapctl.c: the offline snapctl commands (inspect, verify)
  * as a user runs them: the program $SNAP_BUILD/bin/snapctl on the golden
  * files and on damaged copies, checking exit statuses and output.
- * Skipped (77) when the program has not been built.
+ * Skipped (77) when the program has not been built. One test puts a
+ * scripted QMP peer in snapd's place.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -165,6 +169,86 @@ test_verify_good_and_bad(void **state)
 	unlink(path);
 }
 
+/* Read one line (a request) from @fd; false at EOF. */
+static bool
+read_line(int fd)
+{
+	char c;
+
+	while (read(fd, &c, 1) == 1)
+		if (c == '\n')
+			return true;
+	return false;
+}
+
+static void
+say(int fd, const char *line)
+{
+	size_t n = strlen(line);
+
+	if (write(fd, line, n) != (ssize_t)n)
+		_exit(1);
+}
+
+/*
+ * snapd answers bytes it cannot frame (a request over its size limit, say)
+ * with an error that has no id, as QEMU does. snapctl takes it as the
+ * answer instead of waiting for a reply that will never come.
+ */
+static void
+test_error_without_id(void **state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char cmd[8400], out[4096];
+	pid_t pid;
+	FILE *f;
+	size_t n;
+	int lfd, st;
+
+	(void)state;
+	assert_true(snap_fmt(sa.sun_path, sizeof(sa.sun_path), "%s/qmp.sock",
+			     scratch) >= 0);
+	unlink(sa.sun_path);
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(lfd >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = accept(lfd, NULL, NULL);
+
+		if (fd < 0)
+			_exit(1);
+		say(fd, "{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n");
+		if (!read_line(fd))
+			_exit(1);
+		say(fd, "{\"return\": {}, \"id\": 1}\n");
+		if (!read_line(fd))
+			_exit(1);
+		say(fd, "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+		    "\"QMP input exceeds 1048576 bytes\"}}\n");
+		/* Then silence, until the client goes. */
+		while (read_line(fd))
+			;
+		_exit(0);
+	}
+	close(lfd);
+	snprintf(cmd, sizeof(cmd), "timeout 20 %s --socket %s list 2>&1",
+		 snapctl, sa.sun_path);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	n = fread(out, 1, sizeof(out) - 1, f);
+	out[n] = '\0';
+	st = pclose(f);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	unlink(sa.sun_path);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 1);
+	assert_non_null(strstr(out, "QMP input exceeds 1048576 bytes"));
+}
+
 int
 main(void)
 {
@@ -172,6 +256,7 @@ main(void)
 		cmocka_unit_test(test_help_version_usage),
 		cmocka_unit_test(test_inspect),
 		cmocka_unit_test(test_verify_good_and_bad),
+		cmocka_unit_test(test_error_without_id),
 	};
 	const char *b = getenv("SNAP_BUILD");
 	int rc;

@@ -13,12 +13,14 @@
 #      starting the process to query-status saying "running";
 #   2. snapd saves the same guest image (stopped save), the file is verified
 #      once (snapctl verify: its throughput is a row), then each round loads
-#      it as a clone four ways: lazy with --verify=none (allowed after a
+#      it as a clone five ways: lazy with --verify=none (allowed after a
 #      verify), lazy with --verify=background, lazy with the default full
-#      verify, and eager with --verify=none. The figure is snapctl load's
+#      verify, eager with --verify=none and eager with the default full
+#      verify (checked as the pages are sent). The figure is snapctl load's
 #      client-ms: from sending migrate-incoming to snapd's RESTORED event.
-# The page cache is warm for every contender (the files were just written
-# or read). Targets: lazy 1 GiB under 150 ms, at least 5x faster than QEMU,
+# The page cache is warm for every contender (QEMU's stream was just
+# written through it; snapd's file, written and verified with O_DIRECT, is
+# read once before the rounds). Targets: lazy 1 GiB under 150 ms, at least 5x faster than QEMU,
 # and growing by no more than 20% from the first size to each other one.
 set -eu
 cd "$(dirname "$0")/.."

@@ -364,6 +364,16 @@ int fmt_reader_read_page(struct fmt_reader *r, unsigned block, uint64_t page,
 			 void *buf, struct snap_err *err);
 
 /*
+ * The same for @n consecutive pages from @page (at most FMT_READ_MAX bytes,
+ * or one page whatever its size) with one read: into @buf (n * page_size bytes), zero pages as zeros,
+ * present ones checked (the first bad one is named). Cheaper than page by
+ * page for a whole block, whether the file is cached or not.
+ */
+#define FMT_READ_MAX ((size_t)1 << 20)
+int fmt_reader_read_pages(struct fmt_reader *r, unsigned block, uint64_t page,
+			  uint64_t n, void *buf, struct snap_err *err);
+
+/*
  * Stream the decompressed device state to @sink in pieces. A sink that
  * returns negative stops the stream and that value is returned. The size
  * and checksum of the compressed section are checked before, and the

@@ -949,36 +949,82 @@ fmt_reader_next_present(const struct fmt_reader *r, unsigned block,
 	}
 }
 
+static int
+bad_page(const struct rblock *b, uint64_t page, struct snap_err *err)
+{
+	uint64_t off = b->info.file_offset + page * b->info.page_size;
+
+	return snap_err_set(err, SNAP_ECHECKSUM, off, "checksum mismatch in "
+			    "page %llu of RAM block '%s' (file offset %llu)",
+			    (unsigned long long)page, b->info.idstr,
+			    (unsigned long long)off);
+}
+
 int
-fmt_reader_read_page(struct fmt_reader *r, unsigned block, uint64_t page,
-		     void *buf, struct snap_err *err)
+fmt_reader_read_pages(struct fmt_reader *r, unsigned block, uint64_t page,
+		      uint64_t n, void *buf, struct snap_err *err)
 {
 	const struct rblock *b;
-	uint64_t off;
+	uint8_t *p = buf;
+	uint64_t ps, first;
 	int rc;
 
-	if (block >= r->nblocks || page >= r->blocks[block].info.npages)
-		return snap_err_set(err, -ERANGE, 0, "no page %llu in RAM "
-				    "block %u", (unsigned long long)page, block);
+	if (block >= r->nblocks || page > r->blocks[block].info.npages ||
+	    n > r->blocks[block].info.npages - page)
+		return snap_err_set(err, -ERANGE, 0, "no pages %llu+%llu in "
+				    "RAM block %u", (unsigned long long)page,
+				    (unsigned long long)n, block);
 	b = &r->blocks[block];
-	if (!((b->bitmap[page / 64] >> (page % 64)) & 1)) {
-		memset(buf, 0, b->info.page_size);
+	ps = b->info.page_size;
+	if (n > 1 && n * ps > FMT_READ_MAX)
+		return snap_err_set(err, -EINVAL, 0, "read of %llu pages is "
+				    "too large", (unsigned long long)n);
+	/* Only the span from the first to the last present page is read. */
+	if (fmt_reader_next_present(r, block, page, &first) < 0 ||
+	    first >= page + n) {
+		memset(p, 0, (size_t)(n * ps));
 		return 0;
 	}
 	rc = fmt_reader_load_sums(r, err);
 	if (rc < 0)
 		return rc;
-	off = b->info.file_offset + page * b->info.page_size;
-	rc = rd(r, buf, b->info.page_size, off, err);
-	if (rc < 0)
-		return rc;
-	if (XXH3_64bits(buf, b->info.page_size) != b->sums[page])
-		return snap_err_set(err, SNAP_ECHECKSUM, off, "checksum "
-				    "mismatch in page %llu of RAM block '%s' "
-				    "(file offset %llu)",
-				    (unsigned long long)page, b->info.idstr,
-				    (unsigned long long)off);
+	{
+		uint64_t last = page + n - 1;
+
+		while (!((b->bitmap[last / 64] >> (last % 64)) & 1))
+			last--;
+		memset(p, 0, (size_t)((first - page) * ps));
+		memset(p + (last + 1 - page) * ps, 0,
+		       (size_t)((page + n - last - 1) * ps));
+		rc = rd(r, p + (first - page) * ps,
+			(size_t)((last + 1 - first) * ps),
+			b->info.file_offset + first * ps, err);
+		if (rc < 0)
+			return rc;
+		for (uint64_t q = first; q <= last; q++) {
+			uint8_t *pg = p + (q - page) * ps;
+
+			if ((b->bitmap[q / 64] >> (q % 64)) & 1) {
+				if (XXH3_64bits(pg, (size_t)ps) != b->sums[q])
+					return bad_page(b, q, err);
+			} else {
+				/* A hole reads as zeros; anything else in a
+				 * zero page's place is not the guest's. */
+				memset(pg, 0, (size_t)ps);
+			}
+		}
+	}
 	return 0;
+}
+
+int
+fmt_reader_read_page(struct fmt_reader *r, unsigned block, uint64_t page,
+		     void *buf, struct snap_err *err)
+{
+	if (block >= r->nblocks || page >= r->blocks[block].info.npages)
+		return snap_err_set(err, -ERANGE, 0, "no page %llu in RAM "
+				    "block %u", (unsigned long long)page, block);
+	return fmt_reader_read_pages(r, block, page, 1, buf, err);
 }
 
 /* ---- device state ------------------------------------------------------ */

@@ -117,29 +117,35 @@ out:
 	return rc;
 }
 
+/*
+ * Send pages [@page, @page + @n) of @fblock as block @mblock of the stream:
+ * read with one call, a record per page (ZERO for a page absent from the
+ * file).
+ */
 static int
-send_page(struct feed *f, struct fmt_reader *r, unsigned fblock,
-	  uint32_t mblock, uint64_t page, uint32_t page_size, uint8_t *buf,
-	  struct snap_err *err)
+send_pages(struct feed *f, struct fmt_reader *r, unsigned fblock,
+	   uint32_t mblock, uint64_t page, uint64_t n, uint32_t page_size,
+	   uint8_t *buf, struct snap_err *err)
 {
-	int present = fmt_reader_page_present(r, fblock, page);
-	int rc;
+	int rc = fmt_reader_read_pages(r, fblock, page, n, buf, err);
 
-	if (present < 0)
-		return present;
-	if (present) {
-		rc = fmt_reader_read_page(r, fblock, page, buf, err);
-		if (rc < 0)
-			return rc;
-		f->st.pages++;
-	} else {
-		f->st.zero_pages++;
-	}
-	rc = mig_synth_page(f->synth, mblock, page * page_size,
-			    present ? buf : NULL);
 	if (rc < 0)
-		return snap_err_set(err, rc, 0, "cannot write the stream: %s",
-				    snap_strerror(rc));
+		return rc;
+	for (uint64_t i = 0; i < n; i++) {
+		int present = fmt_reader_page_present(r, fblock, page + i);
+
+		if (present < 0)
+			return present;
+		if (present)
+			f->st.pages++;
+		else
+			f->st.zero_pages++;
+		rc = mig_synth_page(f->synth, mblock, (page + i) * page_size,
+				    present ? buf + i * page_size : NULL);
+		if (rc < 0)
+			return snap_err_set(err, rc, 0, "cannot write the "
+					    "stream: %s", snap_strerror(rc));
+	}
 	return 0;
 }
 
@@ -166,7 +172,8 @@ rst_feed(struct fmt_reader *r, int fd, const struct rst_feed_opts *opts,
 	rc = mig_synth_open(&f.synth, &p, write_fd, &f, err);
 	if (rc < 0)
 		goto out;
-	buf = aligned_alloc(4096, FMT_MAX_PAGE_SIZE);
+	buf = aligned_alloc(4096, SNAP_MAX(FMT_READ_MAX,
+					   (size_t)FMT_MAX_PAGE_SIZE));
 	if (buf == NULL) {
 		rc = -ENOMEM;
 		goto out;
@@ -188,21 +195,40 @@ rst_feed(struct fmt_reader *r, int fd, const struct rst_feed_opts *opts,
 					  "disagree on its size", bi.idstr);
 			goto out;
 		}
-		for (uint64_t pg = 0; pg < bi.npages; pg++) {
-			if (bi.main && !f.o->eager &&
-			    (f.o->fixups == NULL ||
-			     !(f.o->fixups[pg / 64] & (1ull << (pg % 64)))))
-				continue;
+		/* Pages a run at a time; in lazy mode only the main block's
+		 * shadowed pages, one by one. */
+		bool some = bi.main && !f.o->eager;
+		uint64_t run = some ? 1 : SNAP_MAX((uint64_t)1,
+						   FMT_READ_MAX / bi.page_size);
+
+		for (uint64_t pg = 0; pg < bi.npages; pg += run) {
+			if (some) {
+				/* Skip to the next shadowed page, a word of
+				 * the bitmap at a time. */
+				uint64_t w = pg / 64, bits;
+
+				if (f.o->fixups == NULL)
+					break;
+				bits = f.o->fixups[w] & (~0ull << (pg % 64));
+				while (bits == 0 && ++w < (bi.npages + 63) / 64)
+					bits = f.o->fixups[w];
+				if (bits == 0)
+					break;
+				pg = w * 64 + (uint64_t)__builtin_ctzll(bits);
+				if (pg >= bi.npages)
+					break;
+			}
 			if (f.o->cancel != NULL && *f.o->cancel) {
 				rc = -ECANCELED;
 				goto out;
 			}
-			rc = send_page(&f, r, (unsigned)fb, mb, pg, bi.page_size,
-				       buf, err);
+			rc = send_pages(&f, r, (unsigned)fb, mb, pg,
+					SNAP_MIN(run, bi.npages - pg),
+					bi.page_size, buf, err);
 			if (rc < 0)
 				goto out;
-			if (bi.main)
-				f.st.fixups += !f.o->eager;
+			if (some)
+				f.st.fixups++;
 		}
 	}
 	if ((rc = mig_synth_ram_end(f.synth)) < 0) {

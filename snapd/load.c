@@ -425,6 +425,17 @@ background_done(struct load_job *j, int rc)
 	job_free(j);
 }
 
+/*
+ * An eager feed reads every present page and checks it, the device state
+ * and the checksum table before QEMU may run the guest: for verify=full it
+ * is the verification, and a separate pass first would read the file twice.
+ */
+static bool
+feed_verifies(const struct load_job *j)
+{
+	return j->eager && j->verify == VERIFY_FULL;
+}
+
 static void
 worker_done(struct loop *l, void *arg)
 {
@@ -459,11 +470,23 @@ worker_done(struct loop *l, void *arg)
 				  snap_err_text(&j->sums_err, j->sums_rc));
 			return;
 		}
+		if (rc < 0 && rc == SNAP_ECHECKSUM && feed_verifies(j)) {
+			if (j->snap_id > 0)
+				cat_snapshot_mark_verified(j->d->db, j->snap_id,
+							   0, false, NULL);
+			load_fail(j, "snapshot '%s' failed verification: %s",
+				  j->path, snap_err_text(&j->worker_err, rc));
+			return;
+		}
 		if (rc < 0) {
 			load_fail(j, "cannot feed the snapshot to QEMU: %s",
 				  snap_err_text(&j->worker_err, rc));
 			return;
 		}
+		/* Every page passed its checksum on the way. */
+		if (feed_verifies(j) && j->snap_id > 0)
+			cat_snapshot_mark_verified(j->d->db, j->snap_id, 0, true,
+						   NULL);
 		j->feed_done = true;
 		maybe_done(j);
 		return;
@@ -1036,7 +1059,7 @@ load_start(struct snapd *d, struct qmpd_req *req, json_t *args)
 	qmpd_reply_ok(req, json_pack("{s:s, s:s, s:s}", "vm", vm, "path",
 				     j->path, "mode", j->eager ? "eager" : "lazy"));
 	emit(j, "setup");
-	if (j->verify == VERIFY_FULL) {
+	if (j->verify == VERIFY_FULL && !feed_verifies(j)) {
 		j->state = LOAD_VERIFYING;
 		if (start_worker(j, verify_worker) < 0)
 			load_fail(j, "cannot start the verify thread");

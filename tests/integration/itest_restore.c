@@ -347,6 +347,21 @@ test_flipped_page(void **state)
 	json_decref(ev);
 	assert_false(vm_exists("c6"));
 
+	/* Eager, verify=full: the pages are checked as they are sent; the
+	 * guest never runs and the clone goes away with its QEMU. */
+	assert_int_equal(incoming(uri, "c6", "eager", "full", NULL), 0);
+	assert_int_equal(hn_snapd_wait_event(qmp(), "RESTORE_FAILED", "c6",
+					     EV_TIMEOUT, &ev), 0);
+	what = json_string_value(json_object_get(ev, "error"));
+	if (strstr(what, want) == NULL || strstr(what, "failed verification") ==
+	    NULL)
+		fail_msg("'%s' does not name %s", what, want);
+	json_decref(ev);
+	for (int t = 0; vm_exists("c6"); t++) {
+		assert_true(t < 200);
+		usleep(50000);
+	}
+
 	/* verify=background: the guest starts, then is stopped. */
 	assert_int_equal(incoming(uri, "c7", NULL, "background", NULL), 0);
 	assert_int_equal(hn_snapd_wait_event(qmp(), "SNAPSHOT_CORRUPT", "c7",

@@ -347,6 +347,30 @@ check_model(const struct model *m, const char *path)
 		}
 		assert_int_equal(bi.present, bp);
 		present += bp;
+		/* Runs of pages, of sizes that do and do not divide the block,
+		 * up to the largest one read allows. */
+		for (size_t k = 0; k < 4; k++) {
+			static const uint64_t runs[] = { 3, 64, 100,
+							 FMT_READ_MAX / PS };
+			static uint8_t big[FMT_READ_MAX];
+			uint64_t np = m->b[b].npages;
+
+			for (uint64_t p = 0; p < np; p += runs[k]) {
+				uint64_t n = SNAP_MIN(runs[k], np - p);
+
+				memset(big, 0xee, sizeof(big));
+				assert_int_equal(fmt_reader_read_pages(r, b, p, n,
+								       big, &e), 0);
+				assert_memory_equal(big, m->b[b].data + p * PS,
+						    n * PS);
+			}
+		}
+		assert_int_equal(fmt_reader_read_pages(r, b, m->b[b].npages - 1,
+						       2, page, &e), -ERANGE);
+		if (m->b[b].npages > FMT_READ_MAX / PS)
+			assert_int_equal(fmt_reader_read_pages(r, b, 0,
+							       FMT_READ_MAX / PS + 1,
+							       page, &e), -EINVAL);
 	}
 	assert_int_equal(st.present_pages, present);
 	assert_int_equal(st.devstate_raw, m->dslen);
@@ -1346,6 +1370,16 @@ test_corrupt_page_and_devstate(void **state)
 			 SNAP_ECHECKSUM);
 	assert_string_equal(e.msg, msg);
 	assert_int_equal(fmt_reader_read_page(r, 0, 12, page, &e), 0);
+	{
+		/* A run that holds the bad page names it. */
+		static uint8_t run[16 * PS];
+
+		snap_err_clear(&e);
+		assert_int_equal(fmt_reader_read_pages(r, 0, 8, 16, run, &e),
+				 SNAP_ECHECKSUM);
+		assert_string_equal(e.msg, msg);
+		assert_int_equal(fmt_reader_read_pages(r, 0, 12, 4, run, &e), 0);
+	}
 	assert_int_equal(fmt_reader_verify(r, &vo, &vr, &e), SNAP_ECHECKSUM);
 	assert_string_equal(e.msg, msg);
 	assert_int_equal(vr.bad_pages, 1);
@@ -1364,6 +1398,33 @@ test_corrupt_page_and_devstate(void **state)
 	assert_int_equal(bp.calls, 1);
 	fmt_reader_free(r);
 	b.p[11 * PS + 123] ^= 0x40;
+
+	/* Bytes where a zero page's hole should be are not the guest's: a
+	 * zero page reads as zeros alone or within a run. */
+	{
+		static uint8_t run[8 * PS];
+		uint64_t z = UINT64_MAX;
+
+		spit(path, b.p, b.len);
+		assert_int_equal(fmt_reader_open(&r, path, &e), 0);
+		for (uint64_t p = 1; p < 7 && z == UINT64_MAX; p++)
+			if (fmt_reader_page_present(r, 0, p) == 0 &&
+			    fmt_reader_page_present(r, 0, p - 1) == 1 &&
+			    fmt_reader_page_present(r, 0, p + 1) == 1)
+				z = p;
+		assert_true(z != UINT64_MAX);
+		fmt_reader_free(r);
+		memset(b.p + z * PS, 0xa5, PS);
+		spit(path, b.p, b.len);
+		assert_int_equal(fmt_reader_open(&r, path, &e), 0);
+		assert_int_equal(fmt_reader_read_pages(r, 0, z - 1, 3, run, &e), 0);
+		memset(page, 0, PS);
+		assert_memory_equal(run + PS, page, PS);
+		assert_int_equal(fmt_reader_read_page(r, 0, z, run, &e), 0);
+		assert_memory_equal(run, page, PS);
+		fmt_reader_free(r);
+		memset(b.p + z * PS, 0, PS);
+	}
 
 	/* A bit in the device state. */
 	b.p[dsmid] ^= 0x01;

@@ -4,12 +4,15 @@
  *
  * The input is a whole snapshot file, placed in a memfd and opened with
  * fmt_reader_open_fd(). When it opens, every accessor runs over what it
- * describes: metadata, entries, blocks, presence bits, page reads, the
- * device-state stream (to a sink that stops after a bounded amount) and a
- * full verify. Whatever the bytes, nothing may crash, leak or hang.
+ * describes: metadata, entries, blocks, presence bits, page reads (one by
+ * one and in runs), the device-state stream (to a sink that stops after a
+ * bounded amount) and a full verify. Opened again with the checksum table
+ * deferred, it must be accepted exactly when the plain open accepts it.
+ * Whatever the bytes, nothing may crash, leak or hang.
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -89,6 +92,21 @@ exercise(struct fmt_reader *r)
 		}
 		if (bi.npages > 0)
 			fmt_reader_read_page(r, b, bi.npages - 1, page, &e);
+		/* Runs of pages: the first few, and one at the end. */
+		{
+			static uint8_t run[FMT_READ_MAX];
+			uint64_t k = bi.page_size > 0 &&
+				     bi.page_size <= FMT_READ_MAX ?
+				     FMT_READ_MAX / bi.page_size : 1;
+
+			for (p = 0; p < bi.npages && p < 4 * k; p += k)
+				fmt_reader_read_pages(r, b, p, SNAP_MIN(k,
+						      bi.npages - p),
+						      k == 1 ? page : run, &e);
+			if (bi.npages > 2 && k > 2)
+				fmt_reader_read_pages(r, b, bi.npages - 3, 3,
+						      run, &e);
+		}
 	}
 	fmt_reader_devstate(r, sink, &s, &e);
 	fmt_reader_verify(r, &vo, &vr, &e);
@@ -99,15 +117,32 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fmt_reader *r = NULL;
 	struct snap_err e;
-	int fd = memfd_create("fuzz_format", MFD_CLOEXEC);
+	char path[64];
+	int fd = memfd_create("fuzz_format", MFD_CLOEXEC), rc, rc2;
 
 	if (fd < 0)
 		return 0;
-	if (snap_write_full(fd, data, size) == 0 &&
-	    fmt_reader_open_fd(&r, fd, &e) == 0) {
+	if (snap_write_full(fd, data, size) < 0) {
+		close(fd);
+		return 0;
+	}
+	rc = fmt_reader_open_fd(&r, fd, &e);
+	if (rc == 0) {
 		exercise(r);
 		fmt_reader_free(r);
 	}
+	/* With the checksum table deferred, the open and the later load
+	 * together accept exactly what the plain open accepts. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	rc2 = fmt_reader_open_flags(&r, path, FMT_OPEN_DEFER_SUMS, &e);
+	if (rc2 == 0) {
+		rc2 = fmt_reader_load_sums(r, &e);
+		if (rc2 == 0)
+			exercise(r);
+		fmt_reader_free(r);
+	}
+	if ((rc == 0) != (rc2 == 0))
+		abort();
 	close(fd);
 	return 0;
 }

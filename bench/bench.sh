@@ -152,6 +152,7 @@ log "sizes: $sizes MiB; work directory $work"
 rec "limits: memcpy of 256 MiB (MiB/s)" "$("$build/bench/memcpy" 256 5 | sed 's/.*median=\([0-9]*\).*/\1/')"
 libvirt_start
 snapd_start
+keep_snapshots=1
 for mib in $sizes; do
 	rounds=${ROUNDS:-$([ "$mib" -le 1024 ] && echo 5 || echo 3)}
 	bench_save "$mib" "$rounds"
@@ -163,6 +164,8 @@ for mib in $sizes; do
 	fi
 	bench_fio "$mib" 3 "$save_bytes" "$verify_bytes"
 done
+# shellcheck disable=SC2086
+bench_growth "${ROUNDS:-5}" $sizes
 snapd_stop
 libvirt_stop
 

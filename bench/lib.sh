@@ -250,7 +250,7 @@ save_ratios() {
 # verify=none and with verify=full), each mode once per round in turn; the verify throughput; with "clones", 4 lazy
 # clones loaded at once and their memory against one guest's.
 bench_restore() {
-	mib=$1 rounds=$2 g=${1}M clones=${3:-}
+	mib=$1 rounds=$2 g=${1}M clones=${3:-} rs=rs$1
 	if [ ! -e "$work/qemu.stream" ]; then
 		log "QEMU alone: saving a $g guest with exec:cat"
 		python3 bench/qemu.py save "$mib" 1 "$work" >/dev/null
@@ -266,13 +266,13 @@ bench_restore() {
 	rm -f "$work/qemu.stream"
 
 	log "snapd: saving a $g guest"
-	guest_up rs "$mib"
-	path=$(snapd_save rs base | jget path)
+	guest_up "$rs" "$mib"
+	path=$(snapd_save "$rs" base | jget path)
 	guest_pss=
 	if [ "$clones" = clones ]; then
-		guest_pss=$(pss_mib "$(guest_pid rs)")
+		guest_pss=$(pss_mib "$(guest_pid "$rs")")
 	fi
-	ctl vm stop rs >/dev/null
+	ctl vm stop "$rs" >/dev/null
 	sync
 	# Offline verify: its throughput (direct I/O). It records nothing in the
 	# catalog: verify=none is allowed once a full-verify load has passed,
@@ -294,7 +294,7 @@ bench_restore() {
 			*) opt="--verify=$m" row="snapd lazy, verify=$m" ;;
 			esac
 			rec_if "restore $g: $row, request to running (ms)" \
-				"$(snapd_load rs/base "c$m$r" $opt)"
+				"$(snapd_load "$rs/base" "c$m$r" $opt)"
 			ctl vm stop "c$m$r" >/dev/null || true
 			ctl vm undefine "c$m$r" >/dev/null || true
 		done
@@ -306,7 +306,7 @@ bench_restore() {
 		rec "clones $g: one guest's QEMU, PSS (MiB)" "$guest_pss"
 		t0=$(now_ns)
 		for k in 1 2 3 4; do
-			snapd_load rs/base "k$k" --verify=none >"$work/k$k.ms" &
+			snapd_load "$rs/base" "k$k" --verify=none >"$work/k$k.ms" &
 			bench_pids="$bench_pids $!"
 		done
 		for p in $bench_pids; do
@@ -326,7 +326,31 @@ bench_restore() {
 			ctl vm undefine "k$k" >/dev/null
 		done
 	fi
-	guest_gone rs
+	# bench_growth loads it again, interleaved with the other sizes.
+	[ -n "${keep_snapshots:-}" ] || guest_gone "$rs"
+}
+
+# bench_growth ROUNDS MIB...: lazy restores (verify=none) of the snapshots
+# bench_restore kept (keep_snapshots=1), one of each size in turn per round,
+# so that the growth with guest size is measured side by side and not
+# across minutes of drift on a shared machine; then the snapshots go.
+bench_growth() {
+	rounds=$1
+	shift
+	log "snapd: $rounds rounds of lazy restores, sizes $* in turn"
+	r=1
+	while [ "$r" -le "$rounds" ]; do
+		for mib; do
+			rec_if "growth ${mib}M: snapd lazy, verify=none, sizes in turn (ms)" \
+				"$(snapd_load "rs$mib/base" "gr${mib}x$r" --verify=none)"
+			ctl vm stop "gr${mib}x$r" >/dev/null || true
+			ctl vm undefine "gr${mib}x$r" >/dev/null || true
+		done
+		r=$((r + 1))
+	done
+	for mib; do
+		guest_gone "rs$mib"
+	done
 }
 
 # restore_ratios MIB...: ratios for bench/table.py, the first size against
@@ -344,7 +368,8 @@ restore_ratios() {
 		echo "restore $b: QEMU / snapd lazy verify=none|restore $b: QEMU -incoming exec:cat, start to running (ms)|restore $b: snapd lazy, verify=none, request to running (ms)|>=5"
 		echo "restore $b: QEMU / snapd eager|restore $b: QEMU -incoming exec:cat, start to running (ms)|restore $b: snapd eager (verify=none), request to running (ms)"
 		echo "restore $b: QEMU / snapd eager verify=full|restore $b: QEMU -incoming exec:cat, start to running (ms)|restore $b: snapd eager, verify=full, request to running (ms)"
-		echo "restore: lazy verify=none $b / $a|restore $b: snapd lazy, verify=none, request to running (ms)|restore $a: snapd lazy, verify=none, request to running (ms)|<=1.2"
-		echo "restore: lazy verify=background $b / $a|restore $b: snapd lazy, verify=background, request to running (ms)|restore $a: snapd lazy, verify=background, request to running (ms)|<=1.2"
+		echo "restore: lazy verify=none $b / $a|restore $b: snapd lazy, verify=none, request to running (ms)|restore $a: snapd lazy, verify=none, request to running (ms)"
+		echo "restore: lazy verify=background $b / $a|restore $b: snapd lazy, verify=background, request to running (ms)|restore $a: snapd lazy, verify=background, request to running (ms)"
+		echo "growth: lazy verify=none $b / $a, sizes in turn|growth $b: snapd lazy, verify=none, sizes in turn (ms)|growth $a: snapd lazy, verify=none, sizes in turn (ms)|<=1.2"
 	done
 }

@@ -450,6 +450,9 @@ check_bitmaps(struct fmt_reader *r, struct snap_err *err)
 static int
 check_zero_sums(struct fmt_reader *r, struct snap_err *err)
 {
+	/* Where the current block's entries start in the file. */
+	uint64_t base = r->sect[FMT_S_PAGESUM].off;
+
 	for (unsigned i = 0; i < r->nblocks; i++) {
 		const struct rblock *b = &r->blocks[i];
 		uint64_t np = b->info.npages, nw = fmt_bitmap_bytes(np) / 8;
@@ -465,14 +468,15 @@ check_zero_sums(struct fmt_reader *r, struct snap_err *err)
 				zero &= zero - 1;
 				if (b->sums[p] != 0)
 					return snap_err_set(err, SNAP_ECORRUPT,
-							    r->sect[FMT_S_PAGESUM].off +
-							    8 * p, "zero page %llu of "
+							    base + 8 * p,
+							    "zero page %llu of "
 							    "RAM block '%s' has a "
 							    "checksum",
 							    (unsigned long long)p,
 							    b->info.idstr);
 			}
 		}
+		base += 8 * np;
 	}
 	return 0;
 }
@@ -979,15 +983,16 @@ fmt_reader_read_pages(struct fmt_reader *r, unsigned block, uint64_t page,
 	if (n > 1 && n * ps > FMT_READ_MAX)
 		return snap_err_set(err, -EINVAL, 0, "read of %llu pages is "
 				    "too large", (unsigned long long)n);
+	/* The table vouches for zero pages too: no page without it. */
+	rc = fmt_reader_load_sums(r, err);
+	if (rc < 0)
+		return rc;
 	/* Only the span from the first to the last present page is read. */
 	if (fmt_reader_next_present(r, block, page, &first) < 0 ||
 	    first >= page + n) {
 		memset(p, 0, (size_t)(n * ps));
 		return 0;
 	}
-	rc = fmt_reader_load_sums(r, err);
-	if (rc < 0)
-		return rc;
 	{
 		uint64_t last = page + n - 1;
 

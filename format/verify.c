@@ -272,8 +272,13 @@ fmt_reader_verify(struct fmt_reader *r, const struct fmt_verify_opts *opts,
 	} else {
 		rc = verify_buffered(&v, &cs[0]);
 	}
-	if (rc == 0 && v.cancelled)
-		rc = snap_err_set(err, -ECANCELED, 0, "verification cancelled");
+	if (rc == 0 && v.cancelled) {
+		/* A bad page already found is still the verdict. */
+		*res = v.res;
+		rc = v.first_bad ? SNAP_ECHECKSUM :
+		     snap_err_set(err, -ECANCELED, 0, "verification cancelled");
+		goto out;
+	}
 	if (rc < 0)
 		goto out;
 	if (v.o->progress != NULL)

@@ -195,6 +195,7 @@ rst_feed(struct fmt_reader *r, int fd, const struct rst_feed_opts *opts,
 					  "disagree on its size", bi.idstr);
 			goto out;
 		}
+		f.st.blocks++;
 		/* Pages a run at a time; in lazy mode only the main block's
 		 * shadowed pages, one by one. */
 		bool some = bi.main && !f.o->eager;

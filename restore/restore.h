@@ -160,6 +160,7 @@ struct rst_feed_stats {
 	uint64_t pages;         /* PAGE records */
 	uint64_t zero_pages;    /* ZERO records */
 	uint64_t fixups;        /* main-block pages sent in lazy mode */
+	unsigned blocks;        /* RAM blocks of the stream (all in the file) */
 };
 
 /*

@@ -130,13 +130,26 @@ cmd_vm_undefine(struct qmpd_req *req, json_t *args, void *ctx)
 	qmpd_reply_ok(req, NULL);
 }
 
+/* Nothing new starts once snapd is shutting down: it would not be waited
+ * for. False (and the request answered) then. */
+static bool
+not_stopping(struct qmpd_req *req, void *ctx)
+{
+	const struct snapd *d = ctx;
+
+	if (!d->stopping)
+		return true;
+	qmpd_reply_err(req, QMPD_GENERIC, "snapd is shutting down");
+	return false;
+}
+
 static void
 cmd_vm_start(struct qmpd_req *req, json_t *args, void *ctx)
 {
 	static const char *const allowed[] = { "vm", NULL };
 	struct guest *g;
 
-	if (!qmpd_args_only(req, args, allowed) ||
+	if (!not_stopping(req, ctx) || !qmpd_args_only(req, args, allowed) ||
 	    (g = arg_guest(req, args, ctx)) == NULL)
 		return;
 	guest_start(g, req);
@@ -232,7 +245,8 @@ FORWARDED(cmd_hmp, "human-monitor-command")
 static void
 cmd_snapshot_save(struct qmpd_req *req, json_t *args, void *ctx)
 {
-	struct guest *g = arg_guest(req, args, ctx);
+	struct guest *g = not_stopping(req, ctx) ? arg_guest(req, args, ctx) :
+			  NULL;
 
 	if (g != NULL)
 		save_start(g, req, args, false);
@@ -241,7 +255,8 @@ cmd_snapshot_save(struct qmpd_req *req, json_t *args, void *ctx)
 static void
 cmd_migrate(struct qmpd_req *req, json_t *args, void *ctx)
 {
-	struct guest *g = arg_guest(req, args, ctx);
+	struct guest *g = not_stopping(req, ctx) ? arg_guest(req, args, ctx) :
+			  NULL;
 
 	if (g != NULL)
 		save_start(g, req, args, true);
@@ -278,7 +293,8 @@ cmd_query_migrate(struct qmpd_req *req, json_t *args, void *ctx)
 static void
 cmd_migrate_incoming(struct qmpd_req *req, json_t *args, void *ctx)
 {
-	load_start(ctx, req, args);
+	if (not_stopping(req, ctx))
+		load_start(ctx, req, args);
 }
 
 /* The optional "vm": a guest, or NULL for the daemon-wide list. */

@@ -92,6 +92,9 @@ struct snapd {
 	size_t ncaps;
 	char **machines;            /* "qemu -machine help", NULL-terminated */
 	bool stopping;              /* SIGTERM received */
+	uint64_t stop_ns;           /* when it was */
+	unsigned detached_jobs;     /* background checks of undefined guests */
+	bool jobs_left;             /* shutdown gave up waiting for jobs */
 };
 
 /* guest.c */

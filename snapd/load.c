@@ -5,7 +5,14 @@
  * Everything that can be refused is refused before any process starts:
  * capabilities (restore/restore.h), the file's trailer and metadata, the
  * machine type (against "qemu -machine help"), the RAM size against the
- * saved spec, the verify policy. Then a QEMU is launched from the saved
+ * saved spec, the verify policy. The per-page checksum table, whose size
+ * grows with the guest, is read by a thread while QEMU starts (before it,
+ * when the restore replaces a running guest); the feed waits for it, so a
+ * bad table still fails the restore before the guest runs. Pages are
+ * checked first (verify=full; in eager mode by the feed itself), while the
+ * guest runs (background) or not again (none).
+ *
+ * A QEMU is launched from the saved
  * spec with -incoming defer and -S; in lazy mode its main RAM is the
  * snapshot file mapped copy-on-write. Once its monitor is up: set QEMU's
  * capabilities in request order, find the pages its reset already copied
@@ -73,6 +80,8 @@ struct load_job {
 	struct guest *g;
 	enum load_state state;
 	bool created_guest;         /* the restore defined this guest */
+	bool replacing;             /* the guest ran when asked: keep it until
+				     * the whole file is known good */
 	bool eager, was_running;
 	enum verify_mode verify;
 	struct rst_cap_plan plan;
@@ -409,8 +418,14 @@ background_done(struct load_job *j, int rc)
 	if (j->snap_id > 0 && (rc >= 0 || rc == SNAP_ECHECKSUM))
 		cat_snapshot_mark_verified(j->d->db, j->snap_id, 0, rc >= 0,
 					   NULL);
-	if (rc == SNAP_ECHECKSUM && g == NULL)
-		snap_err("snapshot '%s' is corrupt at %s", j->path, bad);
+	if (g == NULL) {
+		j->d->detached_jobs--;
+		if (rc == SNAP_ECHECKSUM)
+			snap_err("snapshot '%s' is corrupt at %s", j->path, bad);
+		else if (rc < 0 && rc != -ECANCELED)
+			snap_warn("background check of '%s' failed: %s",
+				  j->path, snap_err_text(&j->worker_err, rc));
+	}
 	if (rc < 0 && rc != -ECANCELED && g != NULL) {
 		if (g->qmp != NULL)
 			qmpc_exec(g->qmp, "stop", NULL, -1, NULL, NULL);
@@ -433,7 +448,9 @@ background_done(struct load_job *j, int rc)
 static bool
 feed_verifies(const struct load_job *j)
 {
-	return j->eager && j->verify == VERIFY_FULL;
+	/* Not over a running guest: a bad file must be refused before its
+	 * QEMU is replaced. */
+	return j->eager && j->verify == VERIFY_FULL && !j->replacing;
 }
 
 static void
@@ -465,6 +482,10 @@ worker_done(struct loop *l, void *arg)
 		launch(j);
 		return;
 	case LOAD_LOADING:
+		if (j->sums_rc == SNAP_ECHECKSUM && feed_verifies(j) &&
+		    j->snap_id > 0)
+			cat_snapshot_mark_verified(j->d->db, j->snap_id, 0, false,
+						   NULL);
 		if (j->sums_rc < 0) {
 			load_fail(j, "cannot load '%s': %s", j->path,
 				  snap_err_text(&j->sums_err, j->sums_rc));
@@ -483,10 +504,16 @@ worker_done(struct loop *l, void *arg)
 				  snap_err_text(&j->worker_err, rc));
 			return;
 		}
-		/* Every page passed its checksum on the way. */
-		if (feed_verifies(j) && j->snap_id > 0)
-			cat_snapshot_mark_verified(j->d->db, j->snap_id, 0, true,
-						   NULL);
+		/* Every page passed its checksum on the way, if the stream
+		 * named every block of the file. */
+		if (feed_verifies(j) && j->snap_id > 0) {
+			struct fmt_stat st;
+
+			fmt_reader_stat(j->r, &st);
+			if (j->feed.blocks == st.nblocks)
+				cat_snapshot_mark_verified(j->d->db, j->snap_id,
+							   0, true, NULL);
+		}
 		j->feed_done = true;
 		maybe_done(j);
 		return;
@@ -694,10 +721,8 @@ load_on_qemu_gone(struct guest *g)
 
 	if (j == NULL || j->state == LOAD_REPLACING)
 		return;
-	if (j->state == LOAD_DONE) {
-		j->cancel = 1;  /* background verification: nothing to stop */
-		return;
-	}
+	if (j->state == LOAD_DONE)
+		return;     /* background verification: it still has a verdict */
 	load_fail(j, "QEMU exited during the restore");
 }
 
@@ -714,10 +739,12 @@ load_release(struct guest *g)
 
 	if (j == NULL || j->state != LOAD_DONE)
 		return;
-	/* Only the background verification is left: it ends alone. */
+	/* Only the background verification is left: it ends alone (and
+	 * shutdown waits for it). */
 	j->cancel = 1;
 	j->g = NULL;
 	g->load = NULL;
+	j->d->detached_jobs++;
 }
 
 void
@@ -1015,6 +1042,17 @@ load_start(struct snapd *d, struct qmpd_req *req, json_t *args)
 		qmpd_reply_err(req, QMPD_GENERIC, "guest '%s' is busy with a %s",
 			       vm, g->save ? "save" : "restore");
 		goto fail;
+	}
+	if (g != NULL && g->pid > 0) {
+		/* Its QEMU is killed before the new one starts: everything
+		 * short of the pages is checked first, the table included. */
+		j->replacing = true;
+		rc = fmt_reader_load_sums(j->r, &e);
+		if (rc < 0) {
+			qmpd_reply_err(req, QMPD_GENERIC, "cannot load '%s': %s",
+				       j->path, snap_err_text(&e, rc));
+			goto fail;
+		}
 	}
 	snap_strlcpy(spec->name, vm, sizeof(spec->name));
 	if (g == NULL) {

@@ -25,6 +25,9 @@
 
 #define SNAPD_VERSION "0.1.0"
 
+/* How long shutdown waits for jobs once every QEMU is gone. */
+#define SHUTDOWN_JOBS_NS (30ull * 1000000000u)
+
 static void
 usage(FILE *f)
 {
@@ -55,11 +58,23 @@ shutdown_check(struct loop *l, void *arg)
 	struct snapd *d = arg;
 	unsigned alive = 0;
 
+	unsigned jobs = d->detached_jobs;
+
 	/* Every QEMU reaped and every job ended (a save's file removed or
 	 * published, a restore's threads joined). */
-	for (struct guest *g = d->guests; g != NULL; g = g->next)
-		alive += g->pid > 0 || g->save != NULL || g->load != NULL;
-	if (alive == 0)
+	for (struct guest *g = d->guests; g != NULL; g = g->next) {
+		alive += g->pid > 0;
+		jobs += g->save != NULL || g->load != NULL;
+	}
+	if (alive == 0 && jobs > 0 &&
+	    snap_now_mono_ns() - d->stop_ns > SHUTDOWN_JOBS_NS) {
+		/* A job that cannot end must not keep snapd up for ever; its
+		 * memory stays with the process (see below). */
+		snap_warn("%u job%s did not end; exiting anyway", jobs,
+			  jobs == 1 ? "" : "s");
+		d->jobs_left = true;
+		loop_stop(l);
+	} else if (alive + jobs == 0)
 		loop_stop(l);
 	else
 		loop_timer_add(l, 50, shutdown_check, d, NULL);
@@ -74,6 +89,7 @@ on_sigterm(struct loop *l, int signo, void *arg)
 	if (d->stopping)
 		return;
 	d->stopping = true;
+	d->stop_ns = snap_now_mono_ns();
 	n = guest_shutdown_all(d);
 	snap_info("signal %d: shutting down (%u guest%s to stop)", signo, n,
 		  n == 1 ? "" : "s");
@@ -310,6 +326,11 @@ main(int argc, char **argv)
 	snap_info("stopped");
 out:
 	qmpd_free(d.qmpd);
+	if (d.jobs_left) {
+		/* Threads may still use the guests and the loop: leave them. */
+		cat_db_close(d.db);
+		return status;
+	}
 	while (d.guests != NULL)
 		guest_remove(&d, d.guests);
 	loop_free(d.loop);

@@ -201,6 +201,10 @@ trace_msg(const struct qmpc *c, const char *dir, const char *p, size_t n)
 		return;
 	while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
 		n--;
+	if (memmem(p, n, "password", 8) != NULL) {
+		p = "(holds a password: not shown)";
+		n = strlen(p);
+	}
 	snap_trace("qemu '%s' %s %.*s%s", c->name, dir, (int)SNAP_MIN(n, 400),
 		   p, n > 400 ? "..." : "");
 }
@@ -236,9 +240,9 @@ flush(struct qmpc *c)
 			cm->cmsg_len = CMSG_LEN(sizeof(int));
 			memcpy(CMSG_DATA(cm), &cmd->fd, sizeof(int));
 		}
-		if (cmd->off == 0)
-			trace_msg(c, "->", cmd->buf, cmd->len);
 		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0 && cmd->off == 0)
+			trace_msg(c, "->", cmd->buf, cmd->len);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

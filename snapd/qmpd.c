@@ -177,6 +177,10 @@ trace_msg(int fd, const char *dir, const char *p, size_t n)
 		return;
 	while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
 		n--;
+	if (memmem(p, n, "password", 8) != NULL) {
+		p = "(holds a password: not shown)";
+		n = strlen(p);
+	}
 	snap_trace("control fd %d %s %.*s%s", fd, dir, (int)SNAP_MIN(n, 400),
 		   p, n > 400 ? "..." : "");
 }

@@ -75,6 +75,7 @@ struct save_job {
 	char dir[4096];
 	char file[SPEC_NAME_MAX + 8];
 	bool live, resume, was_running, qemu_done;
+	bool resuming;              /* "cont" sent, outcome not reported yet */
 	char disks_policy[16];
 	uint64_t t_start_ns, t_end_ns;
 	int64_t downtime_ms;
@@ -380,8 +381,10 @@ job_finish(struct save_job *j)
 		j->state = SAVE_FAILED;
 	if (g->qmp != NULL && g->proc == GUEST_UP && j->was_running &&
 	    j->resume &&
-	    qmpc_exec(g->qmp, "cont", NULL, -1, on_resumed, j) == 0)
+	    qmpc_exec(g->qmp, "cont", NULL, -1, on_resumed, j) == 0) {
+		j->resuming = true;
 		return;
+	}
 	job_report(j);
 }
 
@@ -576,7 +579,15 @@ save_on_qemu_gone(struct guest *g)
 {
 	struct save_job *j = g->save;
 
-	if (j == NULL || j->state == SAVE_FAILED)
+	if (j == NULL)
+		return;
+	if (j->resuming) {
+		/* Reaped before the monitor said goodbye: the answer to
+		 * "cont" was dropped with the connection. */
+		job_report(j);
+		return;
+	}
+	if (j->state == SAVE_FAILED)
 		return;
 	if (j->qemu_done && j->state != SAVE_PREPARE) {
 		/* QEMU finished its part; the stream is in our hands. */

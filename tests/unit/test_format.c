@@ -1115,6 +1115,16 @@ on_bad(void *ctx, const char *idstr, uint64_t page, uint64_t off)
 	bp->off = off;
 }
 
+/* A bad page cancels the verification it was found by. */
+static void
+stop_at_bad(void *ctx, const char *idstr, uint64_t page, uint64_t off)
+{
+	(void)idstr;
+	(void)page;
+	(void)off;
+	*(int *)ctx = 1;
+}
+
 /*
  * Open @b written to a file: expect @code and exactly @msg. Opened with the
  * checksum table deferred, the same error must come from the open or from
@@ -1458,6 +1468,56 @@ test_corrupt_page_and_devstate(void **state)
 	unlink(path);
 }
 
+/*
+ * Cancelling a verification: before it starts, -ECANCELED; from the first
+ * bad page's report, the rest is skipped but that page is the verdict.
+ */
+static void
+test_verify_cancel(void **state)
+{
+	static const uint64_t np[3] = { 1024, 96, 5 };
+	static int stop;
+	struct fmt_verify_opts co = { .cancel = &stop, .buffered = true };
+	struct fmt_verify_result vr;
+	struct fmt_summary sum;
+	struct fmt_writer *w;
+	struct fmt_reader *r;
+	struct snap_err e;
+	struct model m;
+	char path[8192];
+	uint64_t bad = 0;
+	uint8_t byte;
+	int fd;
+
+	(void)state;
+	model_init(&m, np, 3);
+	w = write_random(&m, disk_dir, "c.snap", 77, NULL);
+	assert_int_equal(fmt_writer_commit(w, &sum, &e), 0);
+	fmt_writer_free(w);
+	snprintf(path, sizeof(path), "%s/c.snap", disk_dir);
+	while (!m.b[0].present[bad])
+		bad++;
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &byte, 1, (off_t)(bad * PS + 9)), 1);
+	byte ^= 0x02;
+	assert_int_equal(pwrite(fd, &byte, 1, (off_t)(bad * PS + 9)), 1);
+	close(fd);
+	assert_int_equal(fmt_reader_open(&r, path, &e), 0);
+	stop = 1;
+	assert_int_equal(fmt_reader_verify(r, &co, &vr, &e), -ECANCELED);
+	stop = 0;
+	co.bad_page = stop_at_bad;
+	co.ctx = &stop;
+	assert_int_equal(fmt_reader_verify(r, &co, &vr, &e), SNAP_ECHECKSUM);
+	assert_true(stop);
+	assert_int_equal(vr.bad_pages, 1);
+	assert_true(vr.pages_checked < sum.present_pages);
+	fmt_reader_free(r);
+	model_free(&m);
+	unlink(path);
+}
+
 /* The checksum table read later: the same checks, made when needed. */
 static void
 test_deferred_sums(void **state)
@@ -1495,8 +1555,9 @@ test_deferred_sums(void **state)
 	assert_int_equal(fmt_reader_read_page(r, 0, 11, page, &e),
 			 SNAP_ECHECKSUM);
 	assert_string_equal(e.msg, msg);
-	/* A zero page needs no checksum and reads as zeros. */
-	assert_int_equal(fmt_reader_read_page(r, 0, zero, page, &e), 0);
+	/* The table also vouches that a page is zero: no read without it. */
+	assert_int_equal(fmt_reader_read_page(r, 0, zero, page, &e),
+			 SNAP_ECHECKSUM);
 	snap_err_clear(&e);
 	assert_int_equal(fmt_reader_load_sums(r, &e), SNAP_ECHECKSUM);
 	assert_string_equal(e.msg, msg);
@@ -1744,6 +1805,7 @@ main(int argc, char **argv)
 		T(test_corrupt_offsets),
 		T(test_corrupt_page_and_devstate),
 		T(test_deferred_sums),
+		T(test_verify_cancel),
 		T(test_golden_basic),
 		T(test_golden_minimal),
 	};

@@ -37,6 +37,12 @@ rounds=${1:-3}
 make --no-print-directory all >/dev/null
 bench_setup restore
 rec "target (ms)" 150
+# What fresh memory costs here: QEMU's eager loads write every page into it.
+${CC:-cc} -std=c11 -O2 -D_GNU_SOURCE -o "$build/bench/memtouch" bench/memtouch.c
+touch=$("$build/bench/memtouch" 1024 4)
+first=${touch#first=}
+rec "limits: first touch of 1 GiB of fresh memory (ms)" "${first%% *}"
+rec "limits: touch of 1 GiB just freed (ms)" "${touch##*again=}"
 snapd_start
 keep_snapshots=1
 for mib; do

@@ -66,7 +66,9 @@ enum fmt_tag {
 struct rblock {
 	struct fmt_block_info info;
 	uint64_t *bitmap;           /* host-order words, bit i = page i */
-	uint64_t *sums;             /* XXH3-64 per page, 0 for zero pages */
+	uint64_t *sums;             /* XXH3-64 per page, 0 for zero pages;
+				     * NULL until the whole table is read */
+	uint64_t sum_off;           /* file offset of page 0's entry */
 };
 
 struct rsect {
@@ -102,8 +104,12 @@ struct fmt_reader {
 	struct rentry entries[FMT_MAX_ENTRIES];
 	unsigned nentries;
 	struct fmt_digest root;
-	bool sums_loaded;           /* checksum table read and checked */
+	bool sums_checked;          /* checksum table checked (streamed) */
+	bool sums_loaded;           /* and held in memory (blocks[].sums) */
 };
+
+/* Read the whole checksum table into blocks[].sums, checked (reader.c). */
+int fmt_reader_hold_sums(struct fmt_reader *r, struct snap_err *err);
 
 /* Check the compressed device state against its checksum (reader.c). */
 int fmt_check_devstate(struct fmt_reader *r, struct snap_err *err);

@@ -279,19 +279,22 @@ int fmt_reader_open(struct fmt_reader **out, const char *path,
 /*
  * fmt_reader_open() with @flags. FMT_OPEN_DEFER_SUMS leaves the per-page
  * checksum table (the one part whose size grows with the guest: 8 bytes per
- * page) unread: fmt_reader_load_sums() reads and checks it, or the first
- * call that needs it does (fmt_reader_read_page(), fmt_reader_verify()).
+ * page) for later: fmt_reader_load_sums() checks it, or the first call that
+ * needs it does (fmt_reader_read_page(s), fmt_reader_verify()). Checked that
+ * way it is streamed and not kept: page reads fetch their entries from the
+ * file, so a restore never holds (or allocates) the whole table.
  */
 #define FMT_OPEN_DEFER_SUMS 0x1u
 int fmt_reader_open_flags(struct fmt_reader **out, const char *path,
 			  unsigned flags, struct snap_err *err);
 
 /*
- * Read and check the checksum table (its section checksum, and a zero entry
- * for every zero page), with the errors of fmt_reader_open(). Idempotent;
- * 0 at once when it is loaded. Only pread()s the file and fills the table:
- * while it runs, other threads may use the reader's metadata, blocks,
- * bitmaps and entries, but nothing that reads pages.
+ * Check the checksum table: its size, its section checksum, and a zero
+ * entry for every zero page, with the errors of fmt_reader_open(). Reads it
+ * in pieces through a small buffer. Idempotent; 0 at once when checked.
+ * Only pread()s the file: while it runs, other threads may use the
+ * reader's metadata, blocks, bitmaps and entries, but nothing that reads
+ * pages.
  */
 int fmt_reader_load_sums(struct fmt_reader *r, struct snap_err *err);
 

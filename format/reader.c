@@ -446,51 +446,151 @@ check_bitmaps(struct fmt_reader *r, struct snap_err *err)
 	return 0;
 }
 
-/* Every zero page's checksum entry is 0 (walks the clear bits only). */
+/* The error for zero page @p of block @b whose entry is not 0. */
 static int
-check_zero_sums(struct fmt_reader *r, struct snap_err *err)
+zero_sum_error(const struct fmt_reader *r, const struct rblock *b,
+	       uint64_t p, struct snap_err *err)
 {
-	/* Where the current block's entries start in the file. */
-	uint64_t base = r->sect[FMT_S_PAGESUM].off;
+	(void)r;
+	return snap_err_set(err, SNAP_ECORRUPT, b->sum_off + 8 * p,
+			    "zero page %llu of RAM block '%s' has a checksum",
+			    (unsigned long long)p, b->info.idstr);
+}
 
-	for (unsigned i = 0; i < r->nblocks; i++) {
-		const struct rblock *b = &r->blocks[i];
-		uint64_t np = b->info.npages, nw = fmt_bitmap_bytes(np) / 8;
+/*
+ * The first zero page in [@from, @to) of @b whose entry in @ent (entries
+ * of pages @from.. in host order) is not 0, walking clear bits only; or
+ * UINT64_MAX.
+ */
+static uint64_t
+first_bad_zero(const struct rblock *b, const uint64_t *ent, uint64_t from,
+	       uint64_t to)
+{
+	for (uint64_t w = from / 64; w * 64 < to; w++) {
+		uint64_t zero = ~b->bitmap[w];
 
-		for (uint64_t w = 0; w < nw; w++) {
-			uint64_t zero = ~b->bitmap[w];
+		if (w == from / 64)
+			zero &= ~0ull << (from % 64);
+		if (to - w * 64 < 64)
+			zero &= (1ull << (to - w * 64)) - 1;
+		while (zero != 0) {
+			uint64_t p = w * 64 + (uint64_t)__builtin_ctzll(zero);
 
-			if (w == nw - 1 && np % 64 != 0)
-				zero &= (1ull << (np % 64)) - 1;
-			while (zero != 0) {
-				uint64_t p = w * 64 + (uint64_t)__builtin_ctzll(zero);
-
-				zero &= zero - 1;
-				if (b->sums[p] != 0)
-					return snap_err_set(err, SNAP_ECORRUPT,
-							    base + 8 * p,
-							    "zero page %llu of "
-							    "RAM block '%s' has a "
-							    "checksum",
-							    (unsigned long long)p,
-							    b->info.idstr);
-			}
+			zero &= zero - 1;
+			if (ent[p - from] != 0)
+				return p;
 		}
-		base += 8 * np;
 	}
+	return UINT64_MAX;
+}
+
+/* Entries of pages [@from, @from + @n) of @b from the file, host order. */
+static int
+read_entries(struct fmt_reader *r, const struct rblock *b, uint64_t from,
+	     uint64_t n, uint64_t *out, struct snap_err *err)
+{
+	int rc = rd(r, out, (size_t)(n * 8), b->sum_off + 8 * from, err);
+
+	if (rc < 0)
+		return rc;
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+	for (uint64_t i = 0; i < n; i++)
+		out[i] = snap_get_le64((const uint8_t *)&out[i]);
+#endif
 	return 0;
 }
 
+#define SUMS_STEP ((size_t)32768)   /* entries per read while checking */
+
 int
 fmt_reader_load_sums(struct fmt_reader *r, struct snap_err *err)
+{
+	const struct rsect *s = &r->sect[FMT_S_PAGESUM];
+	const struct rblock *zb = NULL;
+	uint64_t zp = UINT64_MAX, need = 0;
+	XXH3_state_t *st;
+	uint64_t *ent;
+	int rc = 0;
+
+	if (r->sums_checked)
+		return 0;
+	for (unsigned i = 0; i < r->nblocks; i++)
+		need += r->blocks[i].info.npages * 8;
+	if (s->len != need)
+		return snap_err_set(err, SNAP_ECORRUPT, s->off, "section '%s' is "
+				    "%llu bytes, the blocks need %llu",
+				    fmt_sect_name(FMT_S_PAGESUM),
+				    (unsigned long long)s->len,
+				    (unsigned long long)need);
+	/*
+	 * Streamed through a small buffer: the table is 8 bytes per page and
+	 * most restores need only a few of its entries, so it is not kept.
+	 */
+	st = XXH3_createState();
+	ent = malloc(SUMS_STEP * 8);
+	if (st == NULL || ent == NULL) {
+		rc = snap_err_set(err, -ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	XXH3_64bits_reset(st);
+	for (unsigned i = 0; i < r->nblocks; i++) {
+		const struct rblock *b = &r->blocks[i];
+
+		for (uint64_t p = 0; p < b->info.npages;) {
+			uint64_t n = SNAP_MIN((uint64_t)SUMS_STEP,
+					      b->info.npages - p), bad;
+
+			rc = rd(r, ent, (size_t)(n * 8), b->sum_off + 8 * p, err);
+			if (rc < 0)
+				goto out;
+			XXH3_64bits_update(st, ent, (size_t)(n * 8));
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+			for (uint64_t x = 0; x < n; x++)
+				ent[x] = snap_get_le64((const uint8_t *)&ent[x]);
+#endif
+			/* Reported after the checksum, which comes first. */
+			if (zb == NULL &&
+			    (bad = first_bad_zero(b, ent, p, p + n)) != UINT64_MAX) {
+				zb = b;
+				zp = bad;
+			}
+			p += n;
+		}
+	}
+	if (XXH3_64bits_digest(st) != s->sum) {
+		rc = snap_err_set(err, SNAP_ECHECKSUM, s->off, "checksum "
+				  "mismatch in section '%s' at offset %llu",
+				  fmt_sect_name(FMT_S_PAGESUM),
+				  (unsigned long long)s->off);
+		goto out;
+	}
+	if (zb != NULL) {
+		rc = zero_sum_error(r, zb, zp, err);
+		goto out;
+	}
+	r->sums_checked = true;
+out:
+	XXH3_freeState(st);
+	free(ent);
+	return rc;
+}
+
+/* The whole table in memory (blocks[].sums), checked as it is read. */
+static int
+load_table(struct fmt_reader *r, struct snap_err *err)
 {
 	int rc;
 
 	if (r->sums_loaded)
 		return 0;
 	rc = parse_arrays(r, FMT_S_PAGESUM, err);
-	if (rc == 0)
-		rc = check_zero_sums(r, err);
+	for (unsigned i = 0; rc == 0 && i < r->nblocks; i++) {
+		const struct rblock *b = &r->blocks[i];
+		uint64_t bad = first_bad_zero(b, b->sums, 0, b->info.npages);
+
+		if (bad != UINT64_MAX)
+			rc = zero_sum_error(r, b, bad, err);
+	}
 	if (rc < 0) {
 		/* Nothing half-loaded stays behind: a retry starts over. */
 		for (unsigned i = 0; i < r->nblocks; i++) {
@@ -499,8 +599,14 @@ fmt_reader_load_sums(struct fmt_reader *r, struct snap_err *err)
 		}
 		return rc;
 	}
-	r->sums_loaded = true;
+	r->sums_checked = r->sums_loaded = true;
 	return 0;
+}
+
+int
+fmt_reader_hold_sums(struct fmt_reader *r, struct snap_err *err)
+{
+	return load_table(r, err);
 }
 
 /* No two regions (blocks and sections) overlap. */
@@ -741,12 +847,20 @@ reader_load(struct fmt_reader *r, unsigned flags, struct snap_err *err)
 		rc = parse_blocks(r, err);
 	if (rc == 0)
 		rc = check_overlap(r, err);
+	if (rc == 0) {
+		uint64_t at = r->sect[FMT_S_PAGESUM].off;
+
+		for (unsigned i = 0; i < r->nblocks; i++) {
+			r->blocks[i].sum_off = at;
+			at += 8 * r->blocks[i].info.npages;
+		}
+	}
 	if (rc == 0)
 		rc = parse_arrays(r, FMT_S_BITMAP, err);
 	if (rc == 0)
 		rc = check_bitmaps(r, err);
 	if (rc == 0 && !(flags & FMT_OPEN_DEFER_SUMS))
-		rc = fmt_reader_load_sums(r, err);
+		rc = load_table(r, err);
 	if (rc == 0)
 		rc = parse_meta(r, err);
 	if (rc == 0)
@@ -995,9 +1109,22 @@ fmt_reader_read_pages(struct fmt_reader *r, unsigned block, uint64_t page,
 	}
 	{
 		uint64_t last = page + n - 1;
+		uint64_t held[FMT_READ_MAX / FMT_MIN_PAGE_SIZE];
+		const uint64_t *sums;
 
 		while (!((b->bitmap[last / 64] >> (last % 64)) & 1))
 			last--;
+		/* The entries: from the table in memory, or from the file
+		 * (the table was checked whole; these are part of it). */
+		if (r->sums_loaded) {
+			sums = b->sums + first;
+		} else {
+			rc = read_entries(r, b, first, last + 1 - first, held,
+					  err);
+			if (rc < 0)
+				return rc;
+			sums = held;
+		}
 		memset(p, 0, (size_t)((first - page) * ps));
 		memset(p + (last + 1 - page) * ps, 0,
 		       (size_t)((page + n - last - 1) * ps));
@@ -1010,7 +1137,7 @@ fmt_reader_read_pages(struct fmt_reader *r, unsigned block, uint64_t page,
 			uint8_t *pg = p + (q - page) * ps;
 
 			if ((b->bitmap[q / 64] >> (q % 64)) & 1) {
-				if (XXH3_64bits(pg, (size_t)ps) != b->sums[q])
+				if (XXH3_64bits(pg, (size_t)ps) != sums[q - first])
 					return bad_page(b, q, err);
 			} else {
 				/* A hole reads as zeros; anything else in a

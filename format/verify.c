@@ -245,7 +245,7 @@ fmt_reader_verify(struct fmt_reader *r, const struct fmt_verify_opts *opts,
 	struct snap_err dserr;
 
 	memset(cs, 0, sizeof(cs));
-	rc = fmt_reader_load_sums(r, err);
+	rc = fmt_reader_hold_sums(r, err);
 	if (rc < 0)
 		return rc;
 	v.r = r;

@@ -373,6 +373,30 @@ check_model(const struct model *m, const char *path)
 							       page, &e), -EINVAL);
 	}
 	assert_int_equal(st.present_pages, present);
+	/* The same pages through a reader that never holds the table: each
+	 * read fetches its entries from the file. */
+	{
+		static uint8_t big[100 * PS];
+		struct fmt_reader *r2 = NULL;
+
+		assert_int_equal(fmt_reader_open_flags(&r2, path,
+						       FMT_OPEN_DEFER_SUMS, &e), 0);
+		for (unsigned b = 0; b < m->nb; b++) {
+			for (uint64_t p = 0; p < m->b[b].npages; p += 100) {
+				uint64_t n = SNAP_MIN((uint64_t)100,
+						      m->b[b].npages - p);
+
+				rc = fmt_reader_read_pages(r2, b, p, n, big, &e);
+				if (rc != 0)
+					fail_msg("deferred read of block %u page "
+						 "%llu: %s", b,
+						 (unsigned long long)p, e.msg);
+				assert_memory_equal(big, m->b[b].data + p * PS,
+						    n * PS);
+			}
+		}
+		fmt_reader_free(r2);
+	}
 	assert_int_equal(st.devstate_raw, m->dslen);
 	me = fmt_reader_meta(r);
 	assert_string_equal(me->guest_name, "g1");

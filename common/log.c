@@ -3,6 +3,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "common/log.h"
@@ -57,4 +58,19 @@ snap_log(enum snap_log_level lvl, const char *fmt, ...)
 			 ts.tv_nsec / 1000000L);
 	}
 	fprintf(stderr, "%s%s: %s%s\n", stamp, log_prog, names[lvl], msg);
+}
+
+void
+snap_trace_msg(const char *who, const char *p, size_t n)
+{
+	if (!snap_log_enabled(SNAP_LOG_TRACE))
+		return;
+	while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
+		n--;
+	if (memmem(p, n, "password", 8) != NULL) {
+		p = "(holds a password: not shown)";
+		n = strlen(p);
+	}
+	snap_log(SNAP_LOG_TRACE, "%s %.*s%s", who, (int)(n < 400 ? n : 400), p,
+		 n > 400 ? "..." : "");
 }

@@ -10,6 +10,8 @@
 #ifndef SNAP_COMMON_LOG_H
 #define SNAP_COMMON_LOG_H
 
+#include <stddef.h>
+
 enum snap_log_level {
 	SNAP_LOG_ERR,
 	SNAP_LOG_WARN,
@@ -32,5 +34,12 @@ void snap_log(enum snap_log_level lvl, const char *fmt, ...)
 
 /* Whether messages of @lvl are printed (to skip building costly ones). */
 int snap_log_enabled(enum snap_log_level lvl);
+
+/*
+ * A protocol message @p (@n bytes) at the trace level, after @who: its
+ * first 400 bytes without the line end, or a placeholder when it holds a
+ * password.
+ */
+void snap_trace_msg(const char *who, const char *p, size_t n);
 
 #endif

@@ -24,6 +24,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -197,16 +198,12 @@ update_events(struct qmpc *c)
 static void
 trace_msg(const struct qmpc *c, const char *dir, const char *p, size_t n)
 {
+	char who[96];
+
 	if (!snap_log_enabled(SNAP_LOG_TRACE))
 		return;
-	while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
-		n--;
-	if (memmem(p, n, "password", 8) != NULL) {
-		p = "(holds a password: not shown)";
-		n = strlen(p);
-	}
-	snap_trace("qemu '%s' %s %.*s%s", c->name, dir, (int)SNAP_MIN(n, 400),
-		   p, n > 400 ? "..." : "");
+	snprintf(who, sizeof(who), "qemu '%s' %s", c->name, dir);
+	snap_trace_msg(who, p, n);
 }
 
 /* Write queued commands; user commands only once negotiated. */

@@ -173,16 +173,12 @@ client_flush(struct qmpd_client *c)
 static void
 trace_msg(int fd, const char *dir, const char *p, size_t n)
 {
+	char who[48];
+
 	if (!snap_log_enabled(SNAP_LOG_TRACE))
 		return;
-	while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
-		n--;
-	if (memmem(p, n, "password", 8) != NULL) {
-		p = "(holds a password: not shown)";
-		n = strlen(p);
-	}
-	snap_trace("control fd %d %s %.*s%s", fd, dir, (int)SNAP_MIN(n, 400),
-		   p, n > 400 ? "..." : "");
+	snprintf(who, sizeof(who), "control fd %d %s", fd, dir);
+	snap_trace_msg(who, p, n);
 }
 
 /* Queue raw bytes; over the cap the client is disconnected. */

@@ -168,18 +168,14 @@ cat_guest_list(struct cat_db *db, struct cat_guest_list **out,
 	if (rc < 0)
 		goto out;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (l->n == cap) {
-			size_t ncap = cap != 0 ? cap * 2 : 16;
-			struct cat_guest **v = realloc(l->v,
-						       ncap * sizeof(*v));
-			if (v == NULL) {
-				rc = snap_err_set(err, -ENOMEM, 0,
-						  "out of memory");
-				goto out;
-			}
-			l->v = v;
-			cap = ncap;
+		struct cat_guest **v = snap_grow(l->v, &cap, l->n,
+						 sizeof(*v), 16);
+
+		if (v == NULL) {
+			rc = snap_err_set(err, -ENOMEM, 0, "out of memory");
+			goto out;
 		}
+		l->v = v;
 		rc = guest_from_row(st, &l->v[l->n], err);
 		if (rc < 0)
 			goto out;

@@ -114,17 +114,13 @@ cat_inuse_list(struct cat_db *db, const char *guest, int64_t **ids, size_t *n,
 		goto out;
 	sqlite3_bind_int64(st, 1, gid);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (len == cap) {
-			size_t ncap = cap != 0 ? cap * 2 : 8;
-			int64_t *nv = realloc(v, ncap * sizeof(*nv));
-			if (nv == NULL) {
-				rc = snap_err_set(err, -ENOMEM, 0,
-						  "out of memory");
-				goto out;
-			}
-			v = nv;
-			cap = ncap;
+		int64_t *nv = snap_grow(v, &cap, len, sizeof(*v), 8);
+
+		if (nv == NULL) {
+			rc = snap_err_set(err, -ENOMEM, 0, "out of memory");
+			goto out;
 		}
+		v = nv;
 		v[len++] = sqlite3_column_int64(st, 0);
 	}
 	if (rc != SQLITE_DONE) {

@@ -113,19 +113,14 @@ load_rows(struct rec *r, struct snap_err *err)
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *p = (const char *)sqlite3_column_text(st, 1);
 		char key[PATH_MAX];
-		struct row *row;
+		struct row *row, *nv;
 
-		if (r->nrows == cap) {
-			size_t ncap = cap != 0 ? cap * 2 : 256;
-			struct row *nv = realloc(r->rows, ncap * sizeof(*nv));
-			if (nv == NULL) {
-				rc = snap_err_set(err, -ENOMEM, 0,
-						  "out of memory");
-				goto out;
-			}
-			r->rows = nv;
-			cap = ncap;
+		nv = snap_grow(r->rows, &cap, r->nrows, sizeof(*nv), 256);
+		if (nv == NULL) {
+			rc = snap_err_set(err, -ENOMEM, 0, "out of memory");
+			goto out;
 		}
+		r->rows = nv;
 		p = p != NULL ? p : "";
 		/*
 		 * A file is matched to the row of its guest and name,

@@ -437,18 +437,14 @@ cat_snapshot_list(struct cat_db *db, const struct cat_filter *f,
 	sqlite3_bind_int64(st, 8, f->limit == 0 || f->limit > INT64_MAX ?
 			   -1 : (int64_t)f->limit);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (l->n == cap) {
-			size_t ncap = cap != 0 ? cap * 2 : 16;
-			struct cat_snapshot **v = realloc(l->v,
-							  ncap * sizeof(*v));
-			if (v == NULL) {
-				rc = snap_err_set(err, -ENOMEM, 0,
-						  "out of memory");
-				goto out;
-			}
-			l->v = v;
-			cap = ncap;
+		struct cat_snapshot **v = snap_grow(l->v, &cap, l->n,
+						    sizeof(*v), 16);
+
+		if (v == NULL) {
+			rc = snap_err_set(err, -ENOMEM, 0, "out of memory");
+			goto out;
 		}
+		l->v = v;
 		rc = cat_snapshot_from_row(st, &l->v[l->n], err);
 		if (rc < 0)
 			goto out;
@@ -664,17 +660,14 @@ cat_snapshot_ret_items(struct cat_db *db, const char *guest,
 	if (guest != NULL)
 		sqlite3_bind_text(st, 1, guest, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (len == cap) {
-			size_t ncap = cap != 0 ? cap * 2 : 64;
-			struct cat_ret_item *nv = realloc(v, ncap * sizeof(*nv));
-			if (nv == NULL) {
-				rc = snap_err_set(err, -ENOMEM, 0,
-						  "out of memory");
-				goto out;
-			}
-			v = nv;
-			cap = ncap;
+		struct cat_ret_item *nv = snap_grow(v, &cap, len, sizeof(*v),
+						    64);
+
+		if (nv == NULL) {
+			rc = snap_err_set(err, -ENOMEM, 0, "out of memory");
+			goto out;
 		}
+		v = nv;
 		v[len].id = sqlite3_column_int64(st, 0);
 		v[len].created_ns = sqlite3_column_int64(st, 1);
 		v[len].pinned = sqlite3_column_int(st, 2) != 0;

@@ -27,6 +27,23 @@ snap_strlcpy(char *dst, const char *src, size_t size)
 	return len;
 }
 
+void *
+snap_grow(void *v, size_t *cap, size_t len, size_t size, size_t first)
+{
+	size_t ncap;
+	void *nv;
+
+	if (len < *cap)
+		return v;
+	ncap = *cap != 0 ? *cap * 2 : first;
+	if (ncap <= len || size == 0 || ncap > SIZE_MAX / size)
+		return NULL;
+	nv = realloc(v, ncap * size);
+	if (nv != NULL)
+		*cap = ncap;
+	return nv;
+}
+
 int
 snap_fmt(char *dst, size_t size, const char *fmt, ...)
 {

@@ -115,6 +115,14 @@ int snap_fmt(char *dst, size_t size, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /*
+ * Room for element @len of array @v (elements of @size bytes, *@cap of them
+ * allocated): @v itself while it has room, else @v reallocated to twice the
+ * capacity (@first at the start) and *@cap updated. NULL when out of memory;
+ * @v and *@cap are unchanged then.
+ */
+void *snap_grow(void *v, size_t *cap, size_t len, size_t size, size_t first);
+
+/*
  * Read exactly @len bytes. Returns 0, -errno, or SNAP_ETRUNC when end of
  * file comes first. Retries on EINTR and short reads.
  */

@@ -300,15 +300,26 @@ start_worker(struct load_job *j, void *(*fn)(void *))
 
 /* ---- the steps -------------------------------------------------------- */
 
-/* A QMP step failed: say so, naming QEMU's exit if that was the cause. */
-static void
-step_error(struct load_job *j, const char *what, const char *cls,
-	   const char *desc)
+/*
+ * The restore a QMP reply (to @what) belongs to, when it goes on: NULL when
+ * there is none any more, or when the step failed (the restore fails,
+ * naming QEMU's exit if that was the cause).
+ */
+static struct load_job *
+step_job(struct guest *g, const char *what, const char *cls,
+	 const char *desc)
 {
+	struct load_job *j = g->load;
+
+	if (j == NULL || j->state == LOAD_FAILED)
+		return NULL;
+	if (desc == NULL)
+		return j;
 	if (cls != NULL && strcmp(cls, "Disconnected") == 0)
 		load_fail(j, "QEMU exited during the restore");
 	else
 		load_fail(j, "QEMU refused %s: %s", what, desc);
+	return NULL;
 }
 
 static void launched(struct guest *g, int rc, const char *why, void *arg);
@@ -379,18 +390,12 @@ static void
 on_cont(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
 	void *arg)
 {
-	struct guest *g = arg;
-	struct load_job *j = g->load;
+	struct load_job *j = step_job(arg, "to resume", cls, desc);
 
 	(void)c;
 	(void)ret;
-	if (j == NULL)
-		return;
-	if (desc != NULL) {
-		step_error(j, "to resume", cls, desc);
-		return;
-	}
-	finish_ok(j);
+	if (j != NULL)
+		finish_ok(j);
 }
 
 /* Both the stream and QEMU are done. */
@@ -542,33 +547,20 @@ static void
 on_incoming(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
 	    void *arg)
 {
-	struct guest *g = arg;
-	struct load_job *j = g->load;
-
 	(void)c;
 	(void)ret;
-	if (j == NULL)
-		return;
-	if (desc != NULL)
-		step_error(j, "migrate-incoming", cls, desc);
+	step_job(arg, "migrate-incoming", cls, desc);
 }
 
 static void
 on_getfd(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
 	 void *arg)
 {
-	struct guest *g = arg;
-	struct load_job *j = g->load;
-
 	(void)ret;
-	if (j == NULL || j->state == LOAD_FAILED)
-		return;
-	if (desc != NULL) {
-		step_error(j, "getfd", cls, desc);
-		return;
-	}
-	qmpc_exec(c, "migrate-incoming",
-		  json_pack("{s:s}", "uri", "fd:snapd-load"), -1, on_incoming, g);
+	if (step_job(arg, "getfd", cls, desc) != NULL)
+		qmpc_exec(c, "migrate-incoming",
+			  json_pack("{s:s}", "uri", "fd:snapd-load"), -1,
+			  on_incoming, arg);
 }
 
 /* Capabilities are set: look for shadowed pages and start the feed. */
@@ -577,17 +569,13 @@ on_caps(struct qmpc *c, json_t *ret, const char *cls, const char *desc,
 	void *arg)
 {
 	struct guest *g = arg;
-	struct load_job *j = g->load;
+	struct load_job *j = step_job(g, "its capabilities", cls, desc);
 	struct snap_err e;
 	int pair[2];
 
 	(void)ret;
-	if (j == NULL || j->state == LOAD_FAILED)
+	if (j == NULL)
 		return;
-	if (desc != NULL) {
-		step_error(j, "its capabilities", cls, desc);
-		return;
-	}
 	if (!j->eager) {
 		uint64_t addr, npages = j->ram_size / 4096;
 		int64_t n;

@@ -174,6 +174,35 @@ test_align(void **state)
 }
 
 static void
+test_grow(void **state)
+{
+	uint32_t *v = NULL, *nv;
+	size_t cap = 0;
+
+	(void)state;
+	for (size_t len = 0; len < 100; len++) {
+		nv = snap_grow(v, &cap, len, sizeof(*v), 4);
+		assert_non_null(nv);
+		assert_true(cap > len);
+		/* Doubling from 4: 4, 8, 16, ... */
+		assert_true(cap == 4 || (cap / 2 <= len && (cap & (cap - 1)) == 0));
+		v = nv;
+		v[len] = (uint32_t)len * 3;
+	}
+	for (size_t i = 0; i < 100; i++)
+		assert_int_equal(v[i], i * 3);
+	/* Room left: the same array, the capacity untouched. */
+	cap = 128;
+	assert_ptr_equal(snap_grow(v, &cap, 100, sizeof(*v), 4), v);
+	assert_int_equal(cap, 128);
+	/* A size that cannot be allocated leaves everything as it was. */
+	assert_null(snap_grow(v, &cap, 128, SIZE_MAX / 64, 4));
+	assert_int_equal(cap, 128);
+	assert_int_equal(v[99], 297);
+	free(v);
+}
+
+static void
 test_clock(void **state)
 {
 	uint64_t a, b;
@@ -198,6 +227,7 @@ main(void)
 		cmocka_unit_test(test_io_full),
 		cmocka_unit_test(test_is_zero),
 		cmocka_unit_test(test_align),
+		cmocka_unit_test(test_grow),
 		cmocka_unit_test(test_clock),
 	};
 	return cmocka_run_group_tests_name("common", tests, NULL, NULL);

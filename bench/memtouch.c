@@ -12,24 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#include <time.h>
 
-static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
+#include "timing.h"
 
 int
 main(int argc, char **argv)
@@ -44,7 +28,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	for (int i = 0; i < rounds; i++) {
-		double t0 = now_ms();
+		double t0 = now_s();
 		volatile char *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
 					MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
@@ -56,7 +40,7 @@ main(int argc, char **argv)
 		madvise((void *)p, size, MADV_HUGEPAGE);
 		for (size_t off = 0; off < size; off += 4096)
 			p[off] = 1;
-		t[i] = now_ms() - t0;
+		t[i] = (now_s() - t0) * 1e3;
 		munmap((void *)p, size);
 	}
 	qsort(t + 1, (size_t)rounds - 1, sizeof(t[0]), cmp_double);
